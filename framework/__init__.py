@@ -1,0 +1,59 @@
+"""torchyard: a plugin-based PyTorch training and inference framework.
+
+This facade imports nothing heavy: ``import torchyard`` and the plugin
+markers never import torch. Names that need torch are loaded on first
+access.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from torchyard.errors import (
+    ConfigError,
+    DataError,
+    PluginError,
+    RegistrationError,
+    TorchyardError,
+    TrainingError,
+    UnknownComponentError,
+)
+from torchyard.hookspecs import hookimpl, hookspec
+from torchyard.params import ParamsModel
+
+if TYPE_CHECKING:
+    from torchyard.data import DataBundle, Predictions
+    from torchyard.metric import Metric
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ConfigError",
+    "DataBundle",
+    "DataError",
+    "Metric",
+    "ParamsModel",
+    "PluginError",
+    "Predictions",
+    "RegistrationError",
+    "TorchyardError",
+    "TrainingError",
+    "UnknownComponentError",
+    "__version__",
+    "hookimpl",
+    "hookspec",
+]
+
+_LAZY = {
+    "DataBundle": "torchyard.data",
+    "Predictions": "torchyard.data",
+    "Metric": "torchyard.metric",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'torchyard' has no attribute {name!r}")

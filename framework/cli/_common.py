@@ -1,0 +1,78 @@
+"""What every command shares: option types, error rendering, the host."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from torchyard.errors import TorchyardError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+ConfigArg = Annotated[
+    Path, typer.Argument(help="Run config, YAML or JSON.", show_default=False)
+]
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set",
+        "-s",
+        help="Override a config value: dotted.key=value (repeatable), e.g. optimizer.lr=0.01.",
+        show_default=False,
+    ),
+]
+OutOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--out",
+        "-o",
+        help="Output directory (default: runs/<config name>/<timestamp>).",
+        show_default=False,
+    ),
+]
+OverwriteOpt = Annotated[
+    bool, typer.Option("--overwrite", help="Write into an existing, non-empty --out directory.")
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+#: Exit code for user errors (bad config, bad data, bad usage), like click.
+USER_ERROR = 2
+
+
+def render_error(error: TorchyardError) -> None:
+    """One line per problem on stderr, no traceback."""
+    for problem in error.problems:
+        typer.echo(f"error: {problem}", err=True)
+
+
+def user_errors(func: F) -> F:
+    """Turn a :class:`TorchyardError` into its message and exit code 2."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except TorchyardError as e:
+            render_error(e)
+            raise typer.Exit(USER_ERROR) from None
+        except KeyboardInterrupt:
+            typer.echo("interrupted", err=True)
+            raise typer.Exit(130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def host() -> Any:
+    """The process-wide plugin host (plugins loaded on first use)."""
+    from torchyard.plugins import get_host
+
+    return get_host()
+
+
+def is_tty() -> bool:
+    return sys.stdout.isatty()

@@ -1,0 +1,280 @@
+"""Commands that describe what is installed: list, show, plugins, schema.
+
+``list`` and ``plugins`` never import torch: they read the registry, whose
+records hold their factories as import paths until used.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import typer
+
+from torchyard.cli._common import JsonOpt, host, user_errors
+from torchyard.errors import ConfigError, did_you_mean
+
+_PLURALS = {
+    "models": "model",
+    "datasets": "dataset",
+    "data": "dataset",
+    "losses": "loss",
+    "optimizers": "optimizer",
+    "schedulers": "scheduler",
+    "metrics": "metric",
+    "writers": "writer",
+}
+
+
+def kind_argument(value: str) -> str:
+    """Accept ``loss`` or ``losses`` (any case); reject anything else clearly."""
+    from torchyard.registry import KINDS
+
+    kind = value.lower()
+    kind = _PLURALS.get(kind, kind)
+    if kind not in KINDS:
+        raise ConfigError(
+            f"unknown component kind '{value}'"
+            + (did_you_mean(kind, KINDS) or f"; kinds are {', '.join(KINDS)}")
+        )
+    return kind
+
+
+def register(app: typer.Typer) -> None:
+    app.command("list")(list_components)
+    app.command("show")(show_component)
+    app.command("plugins")(list_plugins)
+    app.command("schema")(print_schema)
+
+
+@user_errors
+def list_components(
+    kind: Annotated[
+        str | None,
+        typer.Argument(help="Only this kind: model, dataset, loss, optimizer, scheduler, metric, writer."),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List the components every loaded plugin provides."""
+    registry = host().registry
+    records = registry.records(kind_argument(kind) if kind else None)
+    if as_json:
+        rows = [
+            {
+                "kind": r.kind,
+                "name": r.name,
+                "qualified_name": r.qualified_name,
+                "description": r.summary,
+                "plugin": r.plugin,
+                "distribution": r.distribution,
+                "version": r.version,
+                **({"options": dict(r.options)} if r.options else {}),
+            }
+            for r in records
+        ]
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    current = None
+    table: Any = None
+    for record in records:
+        if record.kind != current:
+            if table is not None:
+                console.print(table)
+            current = record.kind
+            table = Table(title=f"{record.kind}", title_justify="left", show_edge=False)
+            table.add_column("name", style="bold")
+            table.add_column("description")
+            table.add_column("plugin", style="dim")
+        table.add_row(record.name, record.summary, record.source)
+    if table is not None:
+        console.print(table)
+    else:
+        console.print("no components registered (see `torchyard plugins`)")
+    for conflict in registry.conflicts():
+        names = ", ".join(f"'{r.qualified_name}'" for r in conflict)
+        console.print(
+            f"[yellow]note:[/yellow] {conflict[0].kind} '{conflict[0].name}' is offered by "
+            f"several plugins; name one of {names}",
+            highlight=False,
+        )
+    _warn_failed()
+
+
+@user_errors
+def show_component(
+    kind: Annotated[str, typer.Argument(help="The component kind, e.g. loss.")],
+    name: Annotated[str, typer.Argument(help="The component name, e.g. cross_entropy.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Document one component: its parameters, types, defaults and constraints."""
+    record = host().registry.get(kind_argument(kind), name)
+    params = describe_params(record.params)
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {
+                    "kind": record.kind,
+                    "name": record.name,
+                    "qualified_name": record.qualified_name,
+                    "description": record.summary or _doc_summary(record.factory),
+                    "plugin": record.plugin,
+                    "distribution": record.distribution,
+                    "version": record.version,
+                    "options": dict(record.options),
+                    "params": params,
+                },
+                indent=2,
+                default=str,
+            )
+        )
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    console.print(f"[bold]{record.kind} {record.name}[/bold]  [dim]{record.source}[/dim]")
+    description = record.summary or _doc_summary(record.factory)
+    if description:
+        console.print(description, highlight=False)
+    for option, value in record.options.items():
+        console.print(f"{option}: {value}", highlight=False)
+    if not params:
+        console.print("no parameters")
+        return
+    table = Table(show_edge=False)
+    for column in ("param", "type", "default", "constraints", "description"):
+        table.add_column(column)
+    for p in params:
+        default = "required" if p["required"] else json.dumps(p["default"], default=str)
+        table.add_row(p["name"], p["type"], default, p["constraints"], p["description"] or "")
+    console.print(table)
+
+
+def describe_params(model: Any) -> list[dict[str, Any]]:
+    """One dict per parameter: name, type, default, required, constraints, description."""
+    schema = model.model_json_schema()
+    properties = schema.get("properties", {})
+    required = set(schema.get("required", []))
+    out = []
+    for field_name, info in model.model_fields.items():
+        name = info.alias or field_name
+        prop = properties.get(name, {})
+        out.append(
+            {
+                "name": name,
+                "type": _type_text(prop, schema.get("$defs", {})),
+                "default": None if info.is_required() else _plain(info.get_default(call_default_factory=True)),
+                "required": name in required,
+                "constraints": _constraints_text(prop),
+                "description": info.description,
+            }
+        )
+    return out
+
+
+_CONSTRAINTS = {
+    "exclusiveMinimum": ">",
+    "minimum": ">=",
+    "exclusiveMaximum": "<",
+    "maximum": "<=",
+    "minLength": "min length",
+    "maxLength": "max length",
+    "minItems": "min items",
+    "maxItems": "max items",
+}
+
+
+def _constraints_text(prop: dict[str, Any]) -> str:
+    parts = []
+    for variant in [prop, *prop.get("anyOf", [])]:
+        for key, symbol in _CONSTRAINTS.items():
+            if key in variant:
+                parts.append(f"{symbol} {variant[key]}")
+    return ", ".join(dict.fromkeys(parts))
+
+
+def _type_text(prop: dict[str, Any], defs: dict[str, Any]) -> str:
+    if "$ref" in prop:
+        return prop["$ref"].rsplit("/", 1)[-1]
+    if "enum" in prop:
+        return " | ".join(json.dumps(v) for v in prop["enum"])
+    if "const" in prop:
+        return json.dumps(prop["const"])
+    if "anyOf" in prop:
+        return " | ".join(_type_text(p, defs) for p in prop["anyOf"])
+    kind = prop.get("type")
+    if kind == "array":
+        if "prefixItems" in prop:
+            return "[" + ", ".join(_type_text(p, defs) for p in prop["prefixItems"]) + "]"
+        items = prop.get("items")
+        return f"list[{_type_text(items, defs)}]" if items else "list"
+    if kind == "object":
+        return "mapping"
+    return {"number": "float", "integer": "int", "boolean": "bool", "string": "str", "null": "null"}.get(
+        kind or "", "any"
+    )
+
+
+def _plain(value: Any) -> Any:
+    try:
+        json.dumps(value)
+        return value
+    except TypeError:
+        return str(value)
+
+
+def _doc_summary(factory: Any) -> str:
+    doc = (getattr(factory, "__doc__", None) or "").strip()
+    return doc.split("\n\n")[0].replace("\n", " ").strip() if doc else ""
+
+
+@user_errors
+def list_plugins(as_json: JsonOpt = False) -> None:
+    """List plugins: distribution, version, components and load status."""
+    plugins = sorted(host().plugins.values(), key=lambda p: p.name)
+    if as_json:
+        typer.echo(json.dumps([p.as_dict() for p in plugins], indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    table = Table(show_edge=False)
+    for column in ("plugin", "distribution", "version", "components", "status"):
+        table.add_column(column)
+    for p in plugins:
+        counts: dict[str, int] = {}
+        for kind, _ in p.components:
+            counts[kind] = counts.get(kind, 0) + 1
+        components = ", ".join(f"{n} {k}" for k, n in counts.items()) or "-"
+        if p.status == "ok":
+            status = "[green]ok[/green]"
+        elif p.status == "disabled":
+            status = "[dim]disabled[/dim]"
+        else:
+            status = f"[red]failed[/red]: {p.error}\n[dim]{p.hint}[/dim]"
+        table.add_row(p.name, p.distribution or "-", p.version or "-", components, status)
+    console.print(table)
+
+
+@user_errors
+def print_schema(
+    indent: Annotated[int, typer.Option(help="JSON indentation.")] = 2,
+) -> None:
+    """Print the JSON Schema of a run config, every installed component included."""
+    from torchyard.config import build_config_model
+
+    model = build_config_model(host().registry)
+    typer.echo(json.dumps(model.model_json_schema(), indent=indent, default=str))
+
+
+def _warn_failed() -> None:
+    failed = [p for p in host().plugins.values() if p.status == "failed"]
+    for p in failed:
+        typer.echo(
+            f"warning: plugin '{p.name}' failed to load: {p.error} ({p.hint})", err=True
+        )

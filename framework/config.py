@@ -1,0 +1,523 @@
+"""The run config: one pydantic model, built from the registry.
+
+A config names each component as ``{name: ..., <params>}``. The model of the
+whole config is assembled from the static sections (``trainer``, ``loader``)
+and, for each component section, a union of every registered component's
+params model tagged by its name -- so one ``model_validate`` checks the
+whole file, and ``model_json_schema()`` is the schema editors use.
+
+Every problem is reported at once, one line each, with its dotted path:
+``optimizer.lr: expected a number > 0, got -1``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    create_model,
+    field_validator,
+)
+
+from torchyard.errors import ConfigError, TorchyardError, did_you_mean
+from torchyard.params import ParamsModel
+from torchyard.registry import ComponentRecord, Registry
+
+__all__ = [
+    "COMPONENT_SECTIONS",
+    "LoaderConfig",
+    "TrainerConfig",
+    "EarlyStopping",
+    "apply_overrides",
+    "build_config_model",
+    "load_config",
+    "read_config_file",
+    "record_of",
+    "validate_config",
+]
+
+#: Config section -> component kind. ``metrics`` is a list.
+COMPONENT_SECTIONS: dict[str, str] = {
+    "model": "model",
+    "data": "dataset",
+    "loss": "loss",
+    "optimizer": "optimizer",
+    "scheduler": "scheduler",
+    "metrics": "metric",
+    "writer": "writer",
+}
+_OPTIONAL_SECTIONS = {"scheduler", "writer"}
+
+_DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+
+
+class EarlyStopping(ParamsModel):
+    """Stop when the monitored value has not improved for ``patience`` epochs."""
+
+    patience: int = Field(3, ge=1, description="Epochs without improvement before stopping.")
+    min_delta: float = Field(
+        0.0, ge=0, description="The smallest change that counts as an improvement."
+    )
+
+
+class TrainerConfig(ParamsModel):
+    """How to train: epochs, device, precision, monitoring."""
+
+    max_epochs: int = Field(10, ge=1, description="Number of epochs to train.")
+    device: str = Field(
+        "auto",
+        description="'auto' (cuda, then mps, then cpu), 'cpu', 'cuda', 'cuda:N' or 'mps'.",
+    )
+    precision: Literal["32", "bf16-mixed", "16-mixed"] = Field(
+        "32",
+        description="'32' (full precision), 'bf16-mixed' (CPU or CUDA autocast) or "
+        "'16-mixed' (CUDA autocast with gradient scaling).",
+    )
+    accumulate_grad_batches: int = Field(
+        1, ge=1, description="Batches whose gradients are summed before each optimizer step."
+    )
+    gradient_clip_val: float | None = Field(
+        None, gt=0, description="Clip gradients to this norm (or value); unset: no clipping."
+    )
+    gradient_clip_algorithm: Literal["norm", "value"] = Field(
+        "norm", description="'norm' clips the total gradient norm, 'value' each element."
+    )
+    seed: int | None = Field(42, description="Seed for python, numpy and torch; null: no seeding.")
+    deterministic: bool = Field(
+        False, description="Use deterministic algorithms only (slower, bit-for-bit repeatable)."
+    )
+    monitor: str | None = Field(
+        None,
+        description="The logged value that picks the best checkpoint and drives early "
+        "stopping and ReduceLROnPlateau, e.g. 'val/accuracy'. Default: the first metric, "
+        "or 'val/loss' without metrics.",
+    )
+    mode: Literal["auto", "min", "max"] = Field(
+        "auto",
+        description="Whether lower or higher monitored values are better; 'auto' asks the "
+        "metric (losses: min).",
+    )
+    early_stopping: EarlyStopping | None = Field(
+        None, description="Stop early when the monitored value stops improving."
+    )
+    log_every_n_steps: int = Field(
+        10, ge=1, description="How often the progress bar's loss and throughput refresh."
+    )
+    limit_train_batches: int | None = Field(
+        None, ge=1, description="Use only this many training batches per epoch (for smoke runs)."
+    )
+    num_threads: int | None = Field(
+        None, ge=1, description="torch.set_num_threads for CPU work; unset: torch's default."
+    )
+    progress: bool = Field(True, description="Show a progress bar.")
+
+    @field_validator("precision", mode="before")
+    @classmethod
+    def _precision_as_text(cls, v: Any) -> Any:
+        return str(v) if isinstance(v, int) and not isinstance(v, bool) else v
+
+    @field_validator("device")
+    @classmethod
+    def _device_form(cls, v: str) -> str:
+        if not _DEVICE_RE.match(v):
+            raise ValueError(
+                f"expected 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', got {v!r}"
+            )
+        return v
+
+
+class LoaderConfig(ParamsModel):
+    """DataLoader settings shared by every split."""
+
+    batch_size: int = Field(32, ge=1, description="Training batch size.")
+    eval_batch_size: int | None = Field(
+        None, ge=1, description="Batch size for validation and prediction; default: batch_size."
+    )
+    num_workers: int = Field(0, ge=0, description="Worker processes loading data.")
+    pin_memory: bool | Literal["auto"] = Field(
+        "auto", description="Page-locked host memory for faster GPU copies; 'auto': on CUDA."
+    )
+    persistent_workers: bool = Field(
+        False, description="Keep worker processes alive between epochs (needs num_workers > 0)."
+    )
+    prefetch_factor: int | None = Field(
+        None, ge=1, description="Batches each worker loads ahead (needs num_workers > 0)."
+    )
+    shuffle: bool = Field(True, description="Shuffle the training split every epoch.")
+    drop_last: bool = Field(False, description="Drop the last incomplete training batch.")
+
+
+# -- the dynamic model ---------------------------------------------------------
+
+
+def record_of(spec: BaseModel) -> ComponentRecord:
+    """The registry record a validated component section was built from."""
+    record = getattr(type(spec), "__torchyard_record__", None)
+    if record is None:
+        raise TypeError(f"{type(spec).__name__} is not a component section")
+    return record  # type: ignore[no-any-return]
+
+
+def build_config_model(registry: Registry) -> type[BaseModel]:
+    """The pydantic model of a run config with every registered component."""
+    broken: dict[str, str] = {}
+    fields: dict[str, Any] = {}
+    for section, kind in COMPONENT_SECTIONS.items():
+        component = _component_type(registry, kind, broken)
+        if section == "metrics":
+            fields[section] = (
+                list[component],  # type: ignore[valid-type]
+                Field(default_factory=list, description="Metrics computed on validation."),
+            )
+        elif section in _OPTIONAL_SECTIONS:
+            fields[section] = (component | None, Field(None, description=f"The {kind}."))
+        else:
+            fields[section] = (component, Field(description=f"The {kind}."))
+    model = create_model(
+        "RunConfig",
+        __config__=ConfigDict(extra="forbid", protected_namespaces=()),
+        __doc__="A torchyard run: components by name, and how to train them.",
+        requires=(
+            list[str],
+            Field(
+                default_factory=list,
+                description="Plugin distributions this config needs, e.g. 'torchyard-x>=0.1'.",
+            ),
+        ),
+        trainer=(TrainerConfig, Field(default_factory=TrainerConfig)),
+        loader=(LoaderConfig, Field(default_factory=LoaderConfig)),
+        **fields,
+    )
+    model.__torchyard_broken__ = broken  # type: ignore[attr-defined]
+    return model
+
+
+def _component_type(registry: Registry, kind: str, broken: dict[str, str]) -> Any:
+    members: list[Any] = []
+    for record in registry.records(kind):
+        try:
+            params = record.params
+        except TorchyardError as e:
+            broken[record.qualified_name] = str(e)
+            continue
+        extra: dict[str, Any] = {
+            "name": (
+                str,
+                Field(description=record.summary or None, json_schema_extra={"const": record.name}),
+            )
+        }
+        if kind == "metric":
+            extra["log_as"] = (
+                str | None,
+                Field(None, description="Key to log under (val/<log_as>); default: the name."),
+            )
+        wrapper = create_model(
+            f"{kind}:{record.qualified_name}",
+            __base__=params,
+            __doc__=record.summary or None,
+            **extra,
+        )
+        wrapper.__torchyard_record__ = record  # type: ignore[attr-defined]
+        members.append(Annotated[wrapper, Tag(record.qualified_name)])
+
+    def tag(value: Any) -> str | None:
+        if isinstance(value, BaseModel):
+            return record_of(value).qualified_name
+        if not isinstance(value, Mapping) or not isinstance(value.get("name"), str):
+            return None
+        try:
+            return registry.get(kind, value["name"]).qualified_name
+        except TorchyardError:
+            return None
+
+    if not members:
+        return Annotated[dict, Field(json_schema_extra={"not": {}})]
+    union = members[0] if len(members) == 1 else Union[tuple(members)]  # noqa: UP007
+    return Annotated[union, Discriminator(tag)]
+
+
+# -- reading, overriding, validating ----------------------------------------
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """Parse a YAML or JSON config file with a safe loader."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: cannot read config: {e}") from None
+    try:
+        if path.suffix.lower() == ".json":
+            data = json.loads(text)
+        else:
+            data = yaml.safe_load(text)
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{path}:{e.lineno}:{e.colno}: invalid JSON: {e.msg}") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        problem = getattr(e, "problem", None) or str(e)
+        raise ConfigError(f"{where}: invalid YAML: {problem}") from None
+    if data is None:
+        raise ConfigError(f"{path}: config file is empty")
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"{path}: a config is a mapping of sections (model, data, ...), "
+            f"got {type(data).__name__}"
+        )
+    return data
+
+
+def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """Apply ``dotted.key=value`` overrides (values parsed as YAML) to a copy."""
+    import copy
+
+    data = copy.deepcopy(data)
+    problems: list[str] = []
+    for override in overrides:
+        key, sep, raw = override.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            problems.append(f"--set {override!r}: expected KEY=VALUE, e.g. optimizer.lr=0.01")
+            continue
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            value = raw
+        try:
+            _set_dotted(data, key.split("."), value)
+        except (KeyError, IndexError, TypeError) as e:
+            problems.append(f"--set {key}: {e.args[0] if e.args else e}")
+    if problems:
+        raise ConfigError(*problems)
+    return data
+
+
+def _set_dotted(node: Any, parts: list[str], value: Any) -> None:
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        where = ".".join(parts[: i + 1])
+        if isinstance(node, list):
+            if not part.lstrip("-").isdigit():
+                raise TypeError(f"'{'.'.join(parts[:i]) or '<root>'}' is a list; use an index")
+            index = int(part)
+            if not -len(node) <= index < len(node):
+                raise IndexError(f"'{where}': index out of range (list has {len(node)} items)")
+            if last:
+                node[index] = value
+            else:
+                node = node[index]
+        elif isinstance(node, dict):
+            if last:
+                node[part] = value
+            else:
+                node = node.setdefault(part, {})
+                if node is None:
+                    raise TypeError(f"'{where}' is empty; set it as a whole")
+        else:
+            raise TypeError(f"'{'.'.join(parts[:i])}' is a {type(node).__name__}, not a section")
+
+
+def validate_config(
+    data: Mapping[str, Any], registry: Registry, model: type[BaseModel] | None = None
+) -> BaseModel:
+    """Validate a raw config; raise :class:`ConfigError` with every problem."""
+    model = model or build_config_model(registry)
+    try:
+        config = model.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(*_format_errors(e, data, registry, model)) from None
+    problems = _cross_checks(config)
+    if problems:
+        raise ConfigError(*problems)
+    return config
+
+
+def load_config(
+    path: str | Path, registry: Registry, overrides: Sequence[str] = ()
+) -> BaseModel:
+    """Read, override and validate a config file."""
+    data = apply_overrides(read_config_file(path), overrides)
+    return validate_config(data, registry)
+
+
+def monitored_keys(config: Any) -> list[str]:
+    """Every value a run with this config logs, in order."""
+    keys = ["train/loss", "val/loss"]
+    keys += [f"val/{metric_key(m)}" for m in config.metrics]
+    return keys
+
+
+def metric_key(spec: Any) -> str:
+    return spec.log_as or record_of(spec).name
+
+
+def resolve_monitor(config: Any) -> str:
+    """The monitored key: explicit, else the first metric, else ``val/loss``."""
+    if config.trainer.monitor:
+        return str(config.trainer.monitor)
+    return f"val/{metric_key(config.metrics[0])}" if config.metrics else "val/loss"
+
+
+def _cross_checks(config: Any) -> list[str]:
+    problems: list[str] = []
+    keys = [f"val/{metric_key(m)}" for m in config.metrics]
+    for i, key in enumerate(keys):
+        if key in keys[:i]:
+            problems.append(
+                f"metrics.{i}: logs as '{key}' like an earlier metric; give it a distinct log_as"
+            )
+    monitor = resolve_monitor(config)
+    available = monitored_keys(config)
+    if monitor not in available:
+        problems.append(
+            f"trainer.monitor: '{monitor}' is never logged by this run"
+            + (did_you_mean(monitor, available) or f"; it logs {', '.join(available)}")
+        )
+    if config.scheduler is not None:
+        record = record_of(config.scheduler)
+        if record.options.get("interval") == "metric" and monitor not in available:
+            problems.append(f"scheduler: '{record.name}' steps on trainer.monitor, which is unset")
+    loader = config.loader
+    if loader.num_workers == 0 and loader.persistent_workers:
+        problems.append("loader.persistent_workers: needs num_workers > 0")
+    if loader.num_workers == 0 and loader.prefetch_factor is not None:
+        problems.append("loader.prefetch_factor: needs num_workers > 0")
+    return problems
+
+
+# -- error messages ------------------------------------------------------------
+
+
+def _format_errors(
+    error: ValidationError, data: Mapping[str, Any], registry: Registry, model: type[BaseModel]
+) -> list[str]:
+    broken: dict[str, str] = getattr(model, "__torchyard_broken__", {})
+    tags = {r.qualified_name for r in registry.records()}
+    lines: list[str] = []
+    for err in error.errors(include_url=False):
+        loc = [str(p) for p in err["loc"] if not (isinstance(p, str) and p in tags)]
+        path = ".".join(loc) or "<config>"
+        kind = COMPONENT_SECTIONS.get(loc[0]) if loc else None
+        if err["type"] in ("union_tag_invalid", "union_tag_not_found") and kind:
+            lines.append(_component_name_problem(path, kind, _get(data, loc), registry, broken))
+            continue
+        if err["type"] == "extra_forbidden":
+            key = loc[-1]
+            allowed = _allowed_keys(loc[:-1], data, registry, model)
+            lines.append(f"{path}: unknown key{did_you_mean(key, allowed)}")
+            continue
+        lines.append(f"{path}: {_describe(err)}")
+    return list(dict.fromkeys(lines))
+
+
+def _allowed_keys(
+    loc: Sequence[str], data: Any, registry: Registry, model: type[BaseModel]
+) -> list[str]:
+    """The keys allowed at ``loc``, for did-you-mean on unknown keys."""
+    if not loc:
+        return list(model.model_fields)
+    section = loc[0]
+    if section in ("trainer", "loader"):
+        target: type[BaseModel] = TrainerConfig if section == "trainer" else LoaderConfig
+        if len(loc) > 1 and loc[1] == "early_stopping":
+            target = EarlyStopping
+        return list(target.model_fields)
+    kind = COMPONENT_SECTIONS.get(section)
+    spec = _get(data, loc)
+    if kind is None or not isinstance(spec, Mapping):
+        return []
+    try:
+        fields = registry.get(kind, str(spec.get("name"))).params.model_fields
+    except TorchyardError:
+        return []
+    extra = ["name", "log_as"] if kind == "metric" else ["name"]
+    return [f.alias or n for n, f in fields.items()] + extra
+
+
+def _component_name_problem(
+    path: str, kind: str, value: Any, registry: Registry, broken: Mapping[str, str]
+) -> str:
+    if not isinstance(value, Mapping):
+        return f"{path}: expected a mapping like {{name: ..., <params>}}, got {_show(value)}"
+    name = value.get("name")
+    if name is None:
+        return f"{path}: missing 'name' (which {kind} to use)"
+    if not isinstance(name, str):
+        return f"{path}.name: expected a {kind} name, got {_show(name)}"
+    try:
+        record = registry.get(kind, name)
+    except TorchyardError as e:
+        return f"{path}: {e}"
+    return f"{path}: {broken.get(record.qualified_name, f'{kind} {name!r} is unusable')}"
+
+
+def _get(data: Any, loc: Sequence[str]) -> Any:
+    for part in loc:
+        if isinstance(data, Mapping):
+            data = data.get(part)
+        elif isinstance(data, list) and part.isdigit() and int(part) < len(data):
+            data = data[int(part)]
+        else:
+            return None
+    return data
+
+
+_NUMBER_BOUNDS = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}
+_BOUND_KEYS = {"greater_than": "gt", "greater_than_equal": "ge", "less_than": "lt", "less_than_equal": "le"}
+_EXPECTED = {
+    "float_parsing": "a number",
+    "float_type": "a number",
+    "int_parsing": "an integer",
+    "int_type": "an integer",
+    "int_from_float": "an integer",
+    "bool_parsing": "true or false",
+    "bool_type": "true or false",
+    "string_type": "a string",
+    "list_type": "a list",
+    "tuple_type": "a list",
+    "dict_type": "a mapping",
+    "model_type": "a mapping",
+    "model_attributes_type": "a mapping",
+    "none_required": "null",
+}
+
+
+def _describe(err: Mapping[str, Any]) -> str:
+    kind, ctx, value = err["type"], err.get("ctx") or {}, err.get("input")
+    if kind == "missing":
+        return "required, but missing"
+    if kind in _NUMBER_BOUNDS:
+        bound = ctx.get(_BOUND_KEYS[kind])
+        return f"expected a number {_NUMBER_BOUNDS[kind]} {bound}, got {_show(value)}"
+    if kind == "literal_error":
+        return f"expected {ctx.get('expected', 'one of the allowed values')}, got {_show(value)}"
+    if kind in _EXPECTED:
+        return f"expected {_EXPECTED[kind]}, got {_show(value)}"
+    if kind in ("too_short", "too_long"):
+        return f"{err['msg'][0].lower()}{err['msg'][1:]}, got {_show(value)}"
+    if kind == "value_error":
+        return f"{ctx.get('error', err['msg'])}"
+    return f"{err['msg'][0].lower()}{err['msg'][1:]}, got {_show(value)}"
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, str):
+        return repr(value)
+    if isinstance(value, Mapping):
+        return "a mapping"
+    text = json.dumps(value, default=str) if value is not None else "null"
+    return text if len(text) <= 60 else text[:57] + "..."

@@ -1,0 +1,90 @@
+"""What a dataset component returns, and what a writer receives.
+
+A dataset factory returns a :class:`DataBundle`; the loop wraps its splits in
+DataLoaders configured by the ``loader`` section of the run config. After
+training, the test split is predicted and handed to the writer as
+:class:`Predictions`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    import numpy as np
+    from torch.utils.data import Dataset
+
+__all__ = ["DataBundle", "Predictions"]
+
+
+@dataclass
+class DataBundle:
+    """The splits of a dataset and the facts the rest of a run needs.
+
+    ``train`` and ``val`` yield ``(input, target)`` pairs; ``test`` yields
+    inputs alone (or 1-tuples), in the order of ``test_ids``.
+    """
+
+    train: Dataset[Any]
+    val: Dataset[Any] | None = None
+    test: Dataset[Any] | None = None
+    #: One id per test sample, in order: the submission's id column.
+    test_ids: Sequence[Any] | None = None
+    task: Literal["classification", "regression"] = "classification"
+    num_classes: int | None = None
+    class_names: Sequence[str] | None = None
+    #: The shape of one input sample, e.g. ``(1, 8, 8)``.
+    input_shape: tuple[int, ...] | None = None
+    #: Training targets, when cheap to give, so labels can be checked
+    #: against ``num_classes`` before training starts.
+    train_targets: Sequence[Any] | None = field(default=None, repr=False)
+
+    @property
+    def in_channels(self) -> int | None:
+        return self.input_shape[0] if self.input_shape else None
+
+    def context(self) -> dict[str, Any]:
+        """Values offered to model, loss and metric factories that ask for
+        them by parameter name and were not set in the config."""
+        values = {
+            "num_classes": self.num_classes,
+            "in_channels": self.in_channels,
+            "input_shape": self.input_shape,
+        }
+        return {k: v for k, v in values.items() if v is not None}
+
+
+@dataclass
+class Predictions:
+    """Model outputs on the test split, ready for a submission writer."""
+
+    ids: list[Any]
+    #: Raw model outputs, shape ``(n, num_outputs)``.
+    outputs: np.ndarray
+    task: Literal["classification", "regression"] = "classification"
+    class_names: Sequence[str] | None = None
+
+    @property
+    def probabilities(self) -> np.ndarray:
+        """Softmax of the outputs (classification only)."""
+        import numpy as np
+
+        z = self.outputs - self.outputs.max(axis=1, keepdims=True)
+        e = np.exp(z)
+        return e / e.sum(axis=1, keepdims=True)
+
+    @property
+    def labels(self) -> np.ndarray:
+        """Predicted class indices, or the regression values."""
+        if self.task == "regression":
+            return self.outputs.reshape(len(self.outputs), -1)[:, 0]
+        return self.outputs.argmax(axis=1)
+
+    def label_names(self) -> list[Any]:
+        """Predicted class names when known, else class indices."""
+        labels = self.labels.tolist()
+        if self.class_names is None or self.task == "regression":
+            return labels
+        return [self.class_names[i] for i in labels]

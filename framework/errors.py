@@ -1,0 +1,75 @@
+"""The error hierarchy: every mistake a user can make is one of these.
+
+The CLI prints a :class:`TorchyardError` as one line per problem and exits
+with code 2; anything else is a bug in torchyard or a plugin and keeps its
+traceback.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Sequence
+
+__all__ = [
+    "TorchyardError",
+    "ConfigError",
+    "PluginError",
+    "RegistrationError",
+    "UnknownComponentError",
+    "DataError",
+    "TrainingError",
+    "did_you_mean",
+]
+
+
+class TorchyardError(Exception):
+    """Base class of user-facing errors: a message, possibly several lines.
+
+    Each line of ``problems`` is one complete, self-contained problem, so a
+    config with three mistakes reports three lines at once.
+    """
+
+    def __init__(self, *problems: str) -> None:
+        if not problems:
+            raise ValueError("a TorchyardError needs at least one problem")
+        self.problems: tuple[str, ...] = tuple(problems)
+        super().__init__("\n".join(problems))
+
+
+class ConfigError(TorchyardError):
+    """A run config (file, override or component parameter) is invalid."""
+
+
+class PluginError(TorchyardError):
+    """A plugin failed to load or misbehaved while registering components."""
+
+
+class RegistrationError(PluginError):
+    """A plugin registered a component the registry cannot accept."""
+
+
+class UnknownComponentError(ConfigError):
+    """A config names a component that no loaded plugin provides."""
+
+
+class DataError(TorchyardError):
+    """A dataset or data file cannot be used as configured."""
+
+
+class TrainingError(TorchyardError):
+    """Training cannot continue (for instance the loss became NaN)."""
+
+
+def did_you_mean(word: str, candidates: Iterable[str], n: int = 3) -> str:
+    """Return ``"; did you mean 'x'?"`` for the closest candidates, or ``""``."""
+    matches = difflib.get_close_matches(word, list(candidates), n=n, cutoff=0.6)
+    if not matches:
+        return ""
+    return "; did you mean " + _or_list(matches) + "?"
+
+
+def _or_list(items: Sequence[str]) -> str:
+    quoted = [f"'{item}'" for item in items]
+    if len(quoted) == 1:
+        return quoted[0]
+    return ", ".join(quoted[:-1]) + " or " + quoted[-1]

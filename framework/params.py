@@ -1,0 +1,259 @@
+"""Params schemas derived from a factory's signature, type hints and docstring.
+
+Wrapping ``torch.optim.AdamW`` is one line because its keyword parameters,
+their types, defaults and descriptions are all in its signature and
+docstring: :func:`derive_params` turns them into a pydantic model with
+``extra="forbid"``. Types pydantic cannot check from a config (tensors,
+modules, callables) are dropped from unions, or replaced by the type of the
+default value; a required parameter of such a type makes the factory
+unusable from a config and is reported.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+import types
+import typing
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
+
+from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic.fields import FieldInfo
+
+__all__ = ["ParamsModel", "derive_params", "params_to_kwargs", "parse_param_docs"]
+
+
+class ParamsModel(BaseModel):
+    """Base for explicit params schemas: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+_SCALARS: tuple[type, ...] = (bool, int, float, str, Path, type(None))
+_RESERVED = set(dir(BaseModel))
+
+
+def derive_params(
+    factory: Callable[..., Any],
+    *,
+    model_name: str,
+    skip_first: bool = False,
+    refine: Mapping[str, FieldInfo | None] | None = None,
+) -> type[BaseModel]:
+    """Build a pydantic model of ``factory``'s keyword parameters.
+
+    :param factory: a function or class.
+    :param model_name: the model's name, shown in JSON Schema titles.
+    :param skip_first: leave out the first positional parameter (the
+        parameter groups of an optimizer, the optimizer of a scheduler).
+    :param refine: per parameter, a ``pydantic.Field(...)`` whose
+        constraints and description are added to the derived field, or
+        ``None`` to hide a parameter (it keeps its default).
+    :raises TypeError: a required parameter has a type no config can hold,
+        or ``refine`` names a parameter the factory does not have.
+    """
+    refine = dict(refine or {})
+    signature = inspect.signature(factory)
+    hints = _type_hints(factory)
+    docs = parse_param_docs(inspect.getdoc(factory) or "")
+    if inspect.isclass(factory):
+        docs = {**parse_param_docs(inspect.getdoc(factory.__init__) or ""), **docs}
+
+    parameters = list(signature.parameters.values())
+    if skip_first and parameters and parameters[0].kind in (
+        inspect.Parameter.POSITIONAL_ONLY,
+        inspect.Parameter.POSITIONAL_OR_KEYWORD,
+    ):
+        parameters = parameters[1:]
+
+    fields: dict[str, Any] = {}
+    for p in parameters:
+        if p.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD):
+            continue
+        if p.name in refine and refine[p.name] is None:
+            if p.default is inspect.Parameter.empty:
+                raise TypeError(f"parameter '{p.name}' is required and cannot be hidden")
+            continue
+        has_default = p.default is not inspect.Parameter.empty
+        annotation = _config_type(hints.get(p.name, p.annotation), p.default)
+        if annotation is None:
+            if not has_default:
+                raise TypeError(
+                    f"required parameter '{p.name}' has a type a config cannot hold "
+                    f"({_type_name(hints.get(p.name, p.annotation))})"
+                )
+            continue
+        default = p.default if has_default else ...
+        if has_default and not _json_friendly(default):
+            default = None
+            annotation = annotation | None  # type: ignore[operator]
+        extra = refine.get(p.name)
+        if extra is not None:
+            annotation = Annotated[annotation, extra]
+        description = _annotated_description(annotation) or docs.get(p.name, "")
+        field_name, alias = (p.name + "_", p.name) if p.name in _RESERVED else (p.name, None)
+        fields[field_name] = (
+            annotation,
+            Field(default=default, description=description or None, alias=alias),
+        )
+    unknown = set(refine) - {p.name for p in parameters}
+    if unknown:
+        raise TypeError(f"refine names unknown parameters: {', '.join(sorted(unknown))}")
+    doc = inspect.getdoc(factory) or ""
+    return create_model(  # type: ignore[call-overload, no-any-return]
+        model_name,
+        __config__=ConfigDict(extra="forbid", protected_namespaces=(), populate_by_name=True),
+        __doc__=doc.split("\n\n")[0] if doc else None,
+        **fields,
+    )
+
+
+def params_to_kwargs(params: BaseModel) -> dict[str, Any]:
+    """The keyword arguments a validated params instance stands for.
+
+    Nested values keep their validated Python types (tuples stay tuples),
+    unlike ``model_dump``; aliased fields go back to their real names.
+    """
+    out: dict[str, Any] = {}
+    for name, info in type(params).model_fields.items():
+        if name == "name":
+            continue
+        out[info.alias or name] = getattr(params, name)
+    return out
+
+
+def _type_hints(factory: Callable[..., Any]) -> dict[str, Any]:
+    target = factory.__init__ if inspect.isclass(factory) else factory  # type: ignore[misc]
+    try:
+        return typing.get_type_hints(target, include_extras=True)
+    except Exception:  # noqa: BLE001 - unresolvable forward references: fall back to raw
+        return {}
+
+
+def _config_type(annotation: Any, default: Any) -> Any:
+    """The annotation restricted to what a YAML config can express, or None."""
+    if annotation is inspect.Parameter.empty or annotation is Any:
+        return _type_of_default(default)
+    cleaned = _clean(annotation)
+    if cleaned is None:
+        return _type_of_default(default)
+    return cleaned
+
+
+def _clean(tp: Any) -> Any:
+    origin = get_origin(tp)
+    if tp in _SCALARS:
+        return tp
+    if origin is Annotated:
+        base, *meta = get_args(tp)
+        inner = _clean(base)
+        return None if inner is None else Annotated[(inner, *meta)]  # type: ignore[misc]
+    if origin is Literal:
+        return tp
+    if origin in (Union, types.UnionType):
+        kept = [c for c in (_clean(a) for a in get_args(tp)) if c is not None]
+        if not kept or kept == [type(None)]:
+            return None
+        result = kept[0]
+        for k in kept[1:]:
+            result = Union[result, k]  # noqa: UP007 - building a union at run time
+        return result
+    if origin in (list, tuple, set, frozenset, dict, typing.Sequence, typing.Iterable):
+        args = get_args(tp)
+        if not args:
+            return origin if origin in (list, tuple, dict) else list
+        cleaned = [a if a is Ellipsis else _clean(a) for a in args]
+        if any(c is None for c in cleaned):
+            return None
+        container = {typing.Sequence: list, typing.Iterable: list, set: list, frozenset: list}.get(
+            origin, origin
+        )
+        if container is list and len(cleaned) != 1:
+            return None
+        return container[tuple(cleaned)] if len(cleaned) > 1 else container[cleaned[0]]
+    if tp in (list, tuple, dict):
+        return tp
+    return None
+
+
+def _type_of_default(default: Any) -> Any:
+    if default is inspect.Parameter.empty:
+        return Any
+    if default is None:
+        return Any
+    if isinstance(default, bool | int | float | str):
+        return type(default)
+    if isinstance(default, tuple) and all(isinstance(v, int | float) for v in default):
+        return tuple[float, ...]
+    if isinstance(default, list):
+        return list
+    return None
+
+
+def _json_friendly(value: Any) -> bool:
+    if value is None or isinstance(value, bool | int | float | str):
+        return True
+    if isinstance(value, list | tuple):
+        return all(_json_friendly(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _json_friendly(v) for k, v in value.items())
+    return False
+
+
+def _annotated_description(tp: Any) -> str | None:
+    if get_origin(tp) is Annotated:
+        for meta in get_args(tp)[1:]:
+            if isinstance(meta, FieldInfo) and meta.description:
+                return meta.description
+    return None
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+_GOOGLE_SECTION = re.compile(r"^(Args|Arguments|Parameters|Keyword Args|Keyword Arguments):\s*$")
+_GOOGLE_ITEM = re.compile(r"^(\*{0,2}\w+)\s*(\([^)]*\))?\s*:\s*(.*)$")
+_SPHINX_ITEM = re.compile(r"^:param\s+(?:[\w\[\], ]+\s+)?(\w+):\s*(.*)$")
+
+
+def parse_param_docs(doc: str) -> dict[str, str]:
+    """Parameter descriptions from a Google-style ``Args:`` section or Sphinx
+    ``:param name:`` fields, whitespace collapsed."""
+    found: dict[str, str] = {}
+    lines = doc.expandtabs().splitlines()
+    current: str | None = None
+    section_indent: int | None = None
+    item_indent: int | None = None
+    for line in lines:
+        stripped = line.strip()
+        indent = len(line) - len(line.lstrip())
+        sphinx = _SPHINX_ITEM.match(stripped)
+        if sphinx:
+            current = sphinx.group(1)
+            found[current] = sphinx.group(2)
+            section_indent, item_indent = None, indent
+            continue
+        if _GOOGLE_SECTION.match(stripped):
+            section_indent, item_indent, current = indent, None, None
+            continue
+        if not stripped:
+            continue
+        if section_indent is not None:
+            if indent <= section_indent:
+                section_indent, current = None, None
+                continue
+            if item_indent is None:
+                item_indent = indent
+            item = _GOOGLE_ITEM.match(stripped)
+            if indent == item_indent and item:
+                current = item.group(1).lstrip("*")
+                found[current] = item.group(3)
+                continue
+        if current is not None and item_indent is not None and indent > item_indent:
+            found[current] = (found[current] + " " + stripped).strip()
+        elif section_indent is None:
+            current = None
+    return {k: " ".join(v.split()) for k, v in found.items()}

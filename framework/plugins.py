@@ -1,0 +1,226 @@
+"""Plugin loading: entry points, fail-soft registration, load control.
+
+Everything torchyard can use comes from a plugin found in the ``torchyard``
+entry-point group -- the built-ins included. Loading is explicit
+(:func:`get_host` or :meth:`PluginHost.load_entrypoints`), never an import
+side effect, and it is fail-soft: a plugin that cannot be imported, whose
+hook raises, or that implements a hook no spec defines is recorded as failed
+and skipped, and every other plugin keeps working.
+
+Environment variables:
+
+``TORCHYARD_LOAD_PLUGINS``
+    Comma-separated plugin or distribution names: load only these. Set but
+    empty, load no plugin at all.
+``TORCHYARD_DISABLE_PLUGINS``
+    Comma-separated plugin or distribution names never to load (for a broken
+    plugin you cannot uninstall right now).
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import pluggy
+
+from torchyard import hookspecs
+from torchyard.errors import did_you_mean
+from torchyard.hookspecs import PROJECT, REGISTRATION_HOOKS
+from torchyard.registry import ComponentRecord, FailedPlugin, Registry, normalize_name
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "ENV_LOAD",
+    "ENV_DISABLE",
+    "PluginHost",
+    "PluginInfo",
+    "get_host",
+    "reset_host",
+]
+
+ENTRY_POINT_GROUP = "torchyard"
+ENV_LOAD = "TORCHYARD_LOAD_PLUGINS"
+ENV_DISABLE = "TORCHYARD_DISABLE_PLUGINS"
+
+
+@dataclass(frozen=True)
+class PluginInfo:
+    """What ``torchyard plugins`` reports about one plugin."""
+
+    name: str
+    distribution: str | None
+    version: str | None
+    status: Literal["ok", "failed", "disabled"]
+    error: str | None = None
+    hint: str | None = None
+    components: tuple[tuple[str, str], ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "distribution": self.distribution,
+            "version": self.version,
+            "status": self.status,
+            "error": self.error,
+            "hint": self.hint,
+            "components": [{"kind": k, "name": n} for k, n in self.components],
+        }
+
+
+class PluginHost:
+    """A pluggy plugin manager and the registry filled from its plugins."""
+
+    def __init__(self) -> None:
+        self.pm = pluggy.PluginManager(PROJECT)
+        self.pm.add_hookspecs(hookspecs)
+        self.registry = Registry()
+        self.plugins: dict[str, PluginInfo] = {}
+
+    @property
+    def hook(self) -> Any:
+        """The hook relay for lifecycle hooks: ``host.hook.on_run_start(run=...)``."""
+        return self.pm.hook
+
+    # -- loading -------------------------------------------------------------
+
+    def load_entrypoints(self, group: str = ENTRY_POINT_GROUP) -> None:
+        """Load every plugin of the entry-point group allowed by the environment.
+
+        Idempotent: a plugin already loaded (or already failed) is skipped.
+        """
+        only = _env_names(ENV_LOAD)
+        disabled = _env_names(ENV_DISABLE) or set()
+        entry_points = sorted(importlib.metadata.entry_points(group=group), key=lambda e: e.name)
+        for ep in entry_points:
+            if ep.name in self.plugins:
+                continue
+            dist = getattr(ep, "dist", None)
+            dist_name = dist.metadata["Name"] if dist is not None else None
+            version = dist.version if dist is not None else None
+            keys = {normalize_name(ep.name), normalize_name(dist_name or "")}
+            if (only is not None and not keys & only) or keys & disabled:
+                self.plugins[ep.name] = PluginInfo(ep.name, dist_name, version, "disabled")
+                continue
+            try:
+                plugin = ep.load()
+            except Exception as e:  # noqa: BLE001 - a broken plugin must not break torchyard
+                self._fail(ep.name, dist_name, version, f"cannot import '{ep.value}': {_err(e)}")
+                continue
+            self.add_plugin(plugin, ep.name, distribution=dist_name, version=version)
+
+    def add_plugin(
+        self,
+        plugin: object,
+        name: str,
+        *,
+        distribution: str | None = None,
+        version: str | None = None,
+    ) -> PluginInfo:
+        """Register one plugin object and collect its components, fail-soft.
+
+        Tests use this to add a plugin without an entry point. The returned
+        record says whether the plugin loaded; a failed plugin is unregistered.
+        """
+        if name in self.plugins:
+            other = self.plugins[name]
+            return self._fail(
+                name,
+                distribution,
+                version,
+                f"plugin name '{name}' is already taken by {other.distribution or 'another plugin'}",
+            )
+        try:
+            self.pm.register(plugin, name=name)
+        except Exception as e:  # noqa: BLE001 - pluggy validation errors and the like
+            return self._fail(name, distribution, version, _err(e))
+
+        unknown = [
+            caller.name for caller in self.pm.get_hookcallers(plugin) or [] if not caller.has_spec()
+        ]
+        if unknown:
+            self.pm.unregister(plugin)
+            specs = [n for n in dir(self.pm.hook) if not n.startswith("_")]
+            problems = [f"'{u}' matches no hook spec{did_you_mean(u, specs)}" for u in unknown]
+            return self._fail(name, distribution, version, "; ".join(problems))
+
+        records: list[ComponentRecord] = []
+        for kind, hook_name in REGISTRATION_HOOKS.items():
+            register = self.registry.make_register(kind, name, distribution, version, records)
+            for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
+                if impl.plugin is not plugin:
+                    continue
+                try:
+                    impl.function(**{arg: register for arg in impl.argnames})
+                except Exception as e:  # noqa: BLE001 - the plugin's own bug
+                    self.pm.unregister(plugin)
+                    attempted = tuple((r.kind, r.name) for r in records)
+                    return self._fail(
+                        name, distribution, version, f"{hook_name} raised {_err(e)}", attempted
+                    )
+        for record in records:
+            self.registry.add(record)
+        info = PluginInfo(
+            name,
+            distribution,
+            version,
+            "ok",
+            components=tuple((r.kind, r.name) for r in records),
+        )
+        self.plugins[name] = info
+        return info
+
+    def _fail(
+        self,
+        name: str,
+        distribution: str | None,
+        version: str | None,
+        error: str,
+        attempted: tuple[tuple[str, str], ...] = (),
+    ) -> PluginInfo:
+        target = distribution or name
+        hint = (
+            f"uninstall it with `pip uninstall {target}`, or skip it with "
+            f"{ENV_DISABLE}={name}"
+        )
+        info = PluginInfo(name, distribution, version, "failed", error, hint, attempted)
+        self.plugins.setdefault(name, info)
+        self.registry.failed.append(FailedPlugin(name, distribution, version, error, attempted))
+        return info
+
+
+def _env_names(variable: str) -> set[str] | None:
+    value = os.environ.get(variable)
+    if value is None:
+        return None
+    return {normalize_name(v.strip()) for v in value.split(",") if v.strip()}
+
+
+def _err(e: BaseException) -> str:
+    return f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+
+
+_HOST: PluginHost | None = None
+
+
+def get_host() -> PluginHost:
+    """The process-wide host, with every allowed entry-point plugin loaded."""
+    global _HOST
+    if _HOST is None:
+        host = PluginHost()
+        host.load_entrypoints()
+        _HOST = host
+    return _HOST
+
+
+def reset_host(host: PluginHost | None = None) -> None:
+    """Forget the process-wide host (or install ``host`` instead); for tests."""
+    global _HOST
+    _HOST = host
+
+
+def iter_failures(host: PluginHost) -> Iterable[PluginInfo]:
+    return (p for p in host.plugins.values() if p.status == "failed")

@@ -1,0 +1,266 @@
+"""A run: a validated config turned into live components and an output folder.
+
+:func:`build_run` asks each component's factory for its object (the dataset
+first, so its facts -- number of classes, input shape -- can fill in the
+model's parameters), checks what can only be checked with the data in hand,
+and returns a :class:`Run`. :mod:`torchyard.loop` trains it.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import inspect
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from pydantic import BaseModel
+from torch.utils.data import DataLoader, Dataset
+
+from torchyard.config import metric_key, record_of, resolve_monitor
+from torchyard.data import DataBundle
+from torchyard.device import Precision, resolve_device, resolve_precision, seed_everything, set_deterministic
+from torchyard.errors import ConfigError, DataError
+from torchyard.files import atomic_write
+from torchyard.metric import Metric
+from torchyard.params import params_to_kwargs
+from torchyard.plugins import PluginHost
+
+__all__ = ["Run", "build_component", "build_run", "choose_run_dir", "create_run_dir", "write_resolved_config", "make_loader"]
+
+
+@dataclass
+class Run:
+    """Everything a training run is made of; lifecycle hooks receive it."""
+
+    config: BaseModel
+    out_dir: Path
+    host: PluginHost
+    device: torch.device
+    precision: Precision
+    data: DataBundle
+    model: torch.nn.Module
+    loss_fn: Any
+    optimizer: torch.optim.Optimizer | None
+    scheduler: Any
+    scheduler_interval: Literal["epoch", "step", "metric"] | None
+    metrics: dict[str, Metric]
+    writer: Any
+    monitor: str
+    mode: Literal["min", "max"]
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def trainer(self) -> Any:
+        return self.config.trainer  # type: ignore[attr-defined]
+
+    @property
+    def loader_config(self) -> Any:
+        return self.config.loader  # type: ignore[attr-defined]
+
+    def loader(self, split: Literal["train", "val", "test"]) -> DataLoader[Any] | None:
+        dataset = getattr(self.data, split)
+        if dataset is None:
+            return None
+        return make_loader(dataset, self.loader_config, self.device, train=split == "train")
+
+
+def build_component(spec: BaseModel, *args: Any, context: dict[str, Any] | None = None) -> Any:
+    """Call a component's factory with its validated params.
+
+    Values in ``context`` fill parameters the factory declares and the
+    config left unset (``num_classes`` for a model, say). A ``ValueError``
+    or ``TypeError`` from the factory is reported as a config problem of
+    that section.
+    """
+    record = record_of(spec)
+    kwargs = params_to_kwargs(spec)
+    kwargs.pop("log_as", None)
+    if context:
+        accepted = _accepted_parameters(record.factory)
+        for key, value in context.items():
+            if key in accepted and kwargs.get(key) is None:
+                kwargs[key] = value
+    try:
+        return record.build(*args, **kwargs)
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f"{record.kind} '{record.name}': {e}") from e
+
+
+def _accepted_parameters(factory: Any) -> set[str]:
+    try:
+        return set(inspect.signature(factory).parameters)
+    except (TypeError, ValueError):
+        return set()
+
+
+def make_loader(
+    dataset: Dataset[Any], loader: Any, device: torch.device, *, train: bool
+) -> DataLoader[Any]:
+    pin = device.type == "cuda" if loader.pin_memory == "auto" else bool(loader.pin_memory)
+    kwargs: dict[str, Any] = {
+        "batch_size": loader.batch_size if train else (loader.eval_batch_size or loader.batch_size),
+        "shuffle": loader.shuffle if train else False,
+        "drop_last": loader.drop_last if train else False,
+        "num_workers": loader.num_workers,
+        "pin_memory": pin,
+    }
+    if loader.num_workers > 0:
+        kwargs["persistent_workers"] = loader.persistent_workers
+        if loader.prefetch_factor is not None:
+            kwargs["prefetch_factor"] = loader.prefetch_factor
+    if train:
+        generator = torch.Generator()
+        generator.manual_seed(torch.initial_seed())
+        kwargs["generator"] = generator
+    return DataLoader(dataset, **kwargs)
+
+
+def choose_run_dir(
+    out: str | Path | None, config_path: str | Path | None, *, overwrite: bool, suffix: str = ""
+) -> Path:
+    """The run directory to use, without creating it.
+
+    The default is a new ``runs/<config name>/<timestamp><suffix>``; an
+    explicit directory that exists and is not empty is refused unless
+    ``overwrite`` is set, so a run never clobbers another run's files.
+    """
+    if out is None:
+        stem = Path(config_path).stem if config_path else "run"
+        stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        base = Path("runs") / stem / f"{stamp}{suffix}"
+        out_dir, n = base, 1
+        while out_dir.exists():
+            n += 1
+            out_dir = base.with_name(f"{base.name}-{n}")
+        return out_dir
+    out_dir = Path(out)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"--out {out_dir}: exists and is not a directory")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
+        raise ConfigError(
+            f"--out {out_dir}: directory exists and is not empty; "
+            "pass --overwrite to write into it, or choose another directory"
+        )
+    return out_dir
+
+
+def create_run_dir(out_dir: Path) -> Path:
+    """Create ``out_dir`` and prove it is writable, before any training."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        probe = out_dir / ".torchyard-write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise ConfigError(f"--out {out_dir}: cannot write there: {e.strerror or e}") from None
+    return out_dir
+
+
+def build_run(config: BaseModel, host: PluginHost, out_dir: Path, *, train: bool = True) -> Run:
+    """Build every component of ``config``; check the data before any training."""
+    cfg: Any = config
+    trainer = cfg.trainer
+    if trainer.seed is not None:
+        seed_everything(trainer.seed)
+    set_deterministic(trainer.deterministic)
+    device = resolve_device(trainer.device)
+    precision = resolve_precision(trainer.precision, device)
+
+    data = build_component(cfg.data)
+    if not isinstance(data, DataBundle):
+        raise ConfigError(
+            f"data: dataset '{record_of(cfg.data).name}' returned {type(data).__name__}, "
+            "not a torchyard.data.DataBundle"
+        )
+    _check_data(data, train=train)
+    context = data.context()
+
+    model = build_component(cfg.model, context=context)
+    if not isinstance(model, torch.nn.Module):
+        raise ConfigError(f"model: '{record_of(cfg.model).name}' did not return a torch.nn.Module")
+    model.to(device)
+
+    monitor = resolve_monitor(cfg)
+    if train and data.val is None and monitor.startswith("val/"):
+        raise ConfigError(
+            f"trainer.monitor: '{monitor}' needs a validation split, and dataset "
+            f"'{record_of(cfg.data).name}' has none; monitor 'train/loss' instead"
+        )
+    metrics: dict[str, Metric] = {}
+    for spec in cfg.metrics:
+        metric = build_component(spec, context=context)
+        metrics[metric_key(spec)] = metric.to(device)
+    mode = _resolve_mode(trainer.mode, monitor, metrics)
+
+    loss_fn = build_component(cfg.loss, context=context)
+    if isinstance(loss_fn, torch.nn.Module):
+        loss_fn.to(device)
+
+    optimizer = scheduler = None
+    interval = None
+    if train:
+        optimizer = build_component(cfg.optimizer, model.parameters())
+        if cfg.scheduler is not None:
+            scheduler = build_component(cfg.scheduler, optimizer)
+            interval = record_of(cfg.scheduler).options["interval"]
+    writer = build_component(cfg.writer) if cfg.writer is not None else None
+    return Run(
+        config=config,
+        out_dir=out_dir,
+        host=host,
+        device=device,
+        precision=precision,
+        data=data,
+        model=model,
+        loss_fn=loss_fn,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        scheduler_interval=interval,
+        metrics=metrics,
+        writer=writer,
+        monitor=monitor,
+        mode=mode,
+    )
+
+
+def _check_data(data: DataBundle, *, train: bool) -> None:
+    for split in ("train", "val", "test") if train else ("test",):
+        dataset = getattr(data, split)
+        if dataset is not None and len(dataset) == 0:
+            raise DataError(f"data: the {split} split is empty")
+    if data.test is not None and data.test_ids is not None and len(data.test_ids) != len(data.test):
+        raise DataError(
+            f"data: {len(data.test_ids)} test ids for {len(data.test)} test samples"
+        )
+    if data.task == "classification" and data.num_classes is not None and data.train_targets is not None:
+        targets = torch.as_tensor(list(data.train_targets))
+        if targets.numel():
+            low, high = int(targets.min()), int(targets.max())
+            if low < 0 or high >= data.num_classes:
+                raise DataError(
+                    f"data: training labels span {low}..{high}, outside 0..{data.num_classes - 1} "
+                    f"for num_classes={data.num_classes}"
+                )
+
+
+def _resolve_mode(mode: str, monitor: str, metrics: dict[str, Metric]) -> Literal["min", "max"]:
+    if mode in ("min", "max"):
+        return mode  # type: ignore[return-value]
+    key = monitor.removeprefix("val/")
+    if key in metrics:
+        return "max" if metrics[key].higher_is_better else "min"
+    return "min"  # losses
+
+
+def write_resolved_config(run_dir: Path, config: BaseModel) -> Path:
+    """Save the validated config, defaults filled in, as ``config.yaml``."""
+    import yaml
+
+    path = run_dir / "config.yaml"
+    data = json.loads(config.model_dump_json(by_alias=True))
+    with atomic_write(path) as f:
+        yaml.safe_dump(data, f, sort_keys=False)
+    return path
