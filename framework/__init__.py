@@ -1,8 +1,8 @@
 """torchyard: a plugin-based PyTorch training and inference framework.
 
 This facade imports nothing heavy: ``import torchyard`` and the plugin
-markers never import torch. Names that need torch are loaded on first
-access.
+markers import neither torch nor pydantic, so registering plugins and
+listing components stay fast. Other names are loaded on first access.
 """
 
 from __future__ import annotations
@@ -19,11 +19,11 @@ from torchyard.errors import (
     UnknownComponentError,
 )
 from torchyard.hookspecs import hookimpl, hookspec
-from torchyard.params import ParamsModel
 
 if TYPE_CHECKING:
     from torchyard.data import DataBundle, Predictions
     from torchyard.metric import Metric
+    from torchyard.params import ParamsModel
 
 __version__ = "0.1.0"
 
@@ -48,6 +48,7 @@ _LAZY = {
     "DataBundle": "torchyard.data",
     "Predictions": "torchyard.data",
     "Metric": "torchyard.metric",
+    "ParamsModel": "torchyard.params",
 }
 
 

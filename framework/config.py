@@ -502,6 +502,8 @@ def _describe(err: Mapping[str, Any]) -> str:
         return "required, but missing"
     if kind in _NUMBER_BOUNDS:
         bound = ctx.get(_BOUND_KEYS[kind])
+        if isinstance(bound, float) and bound.is_integer():
+            bound = int(bound)
         return f"expected a number {_NUMBER_BOUNDS[kind]} {bound}, got {_show(value)}"
     if kind == "literal_error":
         return f"expected {ctx.get('expected', 'one of the allowed values')}, got {_show(value)}"

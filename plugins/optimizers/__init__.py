@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import Field
-
 import torchyard
 
 #: name -> (torch.optim class, one-line description)
@@ -37,21 +35,24 @@ UNSUPPORTED = {
     "SparseAdam": "needs sparse gradients",
 }
 
-_REFINE = {
-    "lr": Field(gt=0, description="Learning rate."),
-    "weight_decay": Field(ge=0, description="Weight decay (L2 penalty, decoupled for AdamW)."),
-    "momentum": Field(ge=0, description="Momentum factor."),
-    "eps": Field(gt=0, description="Term added to the denominator for numerical stability."),
-}
-
-
 def refinements(factory: Any) -> dict[str, Any]:
     """Constraints for the parameters ``factory`` has; torch's implementation
-    switches (foreach, fused, ...) are hidden: they are not training choices."""
+    switches (foreach, fused, ...) are hidden: they are not training choices.
+
+    Called on first use, so registering imports neither torch nor pydantic.
+    """
     import inspect
 
+    from pydantic import Field
+
+    constraints = {
+        "lr": Field(gt=0, description="Learning rate."),
+        "weight_decay": Field(ge=0, description="Weight decay (L2 penalty; decoupled in AdamW)."),
+        "momentum": Field(ge=0, description="Momentum factor."),
+        "eps": Field(gt=0, description="Term added to the denominator for numerical stability."),
+    }
     accepted = inspect.signature(factory).parameters
-    refine: dict[str, Any] = {k: v for k, v in _REFINE.items() if k in accepted}
+    refine: dict[str, Any] = {k: v for k, v in constraints.items() if k in accepted}
     for switch in ("foreach", "capturable", "differentiable", "fused"):
         if switch in accepted:
             refine[switch] = None

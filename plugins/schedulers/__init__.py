@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import Field
-
 import torchyard
 
 #: name -> (torch class, interval, description)
@@ -35,6 +33,8 @@ _HIDDEN = ("last_epoch", "verbose")
 def refinements(factory: Any) -> dict[str, Any]:
     """Hide bookkeeping parameters; constrain the common ones."""
     import inspect
+
+    from pydantic import Field
 
     accepted = inspect.signature(factory).parameters
     refine: dict[str, Any] = {k: None for k in _HIDDEN if k in accepted}
