@@ -250,6 +250,33 @@ def _component_type(registry: Registry, kind: str, broken: dict[str, str]) -> An
 # -- reading, overriding, validating ----------------------------------------
 
 
+class _ConfigLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, reading ``1e-3`` as a float.
+
+    YAML 1.1 wants a dot in a float (``1.0e-3``); configs are written by
+    people, so exponent-only numbers count as floats here as in YAML 1.2.
+    """
+
+
+_ConfigLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+        |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
+    list("-+0123456789."),
+)
+
+
+def parse_yaml(text: str) -> Any:
+    """Parse YAML with the safe config loader."""
+    return yaml.load(text, Loader=_ConfigLoader)  # noqa: S506 - a SafeLoader subclass
+
+
 def read_config_file(path: str | Path) -> dict[str, Any]:
     """Parse a YAML or JSON config file with a safe loader."""
     path = Path(path)
@@ -263,7 +290,7 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
         if path.suffix.lower() == ".json":
             data = json.loads(text)
         else:
-            data = yaml.safe_load(text)
+            data = parse_yaml(text)
     except json.JSONDecodeError as e:
         raise ConfigError(f"{path}:{e.lineno}:{e.colno}: invalid JSON: {e.msg}") from None
     except yaml.YAMLError as e:
@@ -294,7 +321,7 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str,
             problems.append(f"--set {override!r}: expected KEY=VALUE, e.g. optimizer.lr=0.01")
             continue
         try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
+            value = parse_yaml(raw) if raw.strip() else ""
         except yaml.YAMLError:
             value = raw
         try:

@@ -133,8 +133,15 @@ def _type_hints(factory: Callable[..., Any]) -> dict[str, Any]:
 
 
 def _config_type(annotation: Any, default: Any) -> Any:
-    """The annotation restricted to what a YAML config can express, or None."""
+    """The annotation restricted to what a YAML config can express, or None.
+
+    Unannotated parameters take the type of their default (or any value);
+    a parameter annotated only with types no config can hold (a tensor, a
+    module) falls back to the type of a plain default, else is None.
+    """
     if annotation is inspect.Parameter.empty or annotation is Any:
+        if default is inspect.Parameter.empty or default is None:
+            return Any
         return _type_of_default(default)
     cleaned = _clean(annotation)
     if cleaned is None:
@@ -179,10 +186,6 @@ def _clean(tp: Any) -> Any:
 
 
 def _type_of_default(default: Any) -> Any:
-    if default is inspect.Parameter.empty:
-        return Any
-    if default is None:
-        return Any
     if isinstance(default, bool | int | float | str):
         return type(default)
     if isinstance(default, tuple) and all(isinstance(v, int | float) for v in default):

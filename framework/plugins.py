@@ -143,8 +143,12 @@ class PluginHost:
         ]
         if unknown:
             self.pm.unregister(plugin)
-            specs = [n for n in dir(self.pm.hook) if not n.startswith("_")]
-            problems = [f"'{u}' matches no hook spec{did_you_mean(u, specs)}" for u in unknown]
+            specs = [
+                n
+                for n in dir(self.pm.hook)
+                if not n.startswith("_") and getattr(self.pm.hook, n).has_spec()
+            ]
+            problems = [f"'{u}' matches no hook spec{did_you_mean(u, specs, n=1)}" for u in unknown]
             return self._fail(name, distribution, version, "; ".join(problems))
 
         records: list[ComponentRecord] = []

@@ -1,0 +1,1 @@
+"""Test plugins: small modules registered by fixtures or fake entry points."""
