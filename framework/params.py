@@ -15,6 +15,7 @@ import inspect
 import re
 import types
 import typing
+from collections import abc
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
@@ -77,7 +78,10 @@ def derive_params(
                 raise TypeError(f"parameter '{p.name}' is required and cannot be hidden")
             continue
         has_default = p.default is not inspect.Parameter.empty
-        annotation = _config_type(hints.get(p.name, p.annotation), p.default)
+        raw = hints.get(p.name, p.annotation)
+        if isinstance(raw, str):  # an annotation nothing could resolve
+            raw = inspect.Parameter.empty
+        annotation = _config_type(raw, p.default)
         if annotation is None:
             if not has_default:
                 raise TypeError(
@@ -125,11 +129,30 @@ def params_to_kwargs(params: BaseModel) -> dict[str, Any]:
 
 
 def _type_hints(factory: Callable[..., Any]) -> dict[str, Any]:
+    """Resolved annotations; one that cannot be resolved is left out.
+
+    ``typing.get_type_hints`` gives up on the whole function when one
+    annotation names something imported only for type checkers (torch's
+    schedulers do this), so each annotation is then resolved on its own.
+    """
     target = factory.__init__ if inspect.isclass(factory) else factory  # type: ignore[misc]
     try:
         return typing.get_type_hints(target, include_extras=True)
-    except Exception:  # noqa: BLE001 - unresolvable forward references: fall back to raw
-        return {}
+    except Exception:  # noqa: BLE001 - fall back to one annotation at a time
+        pass
+    namespace: dict[str, Any] = {**vars(typing), **vars(abc)}
+    module = inspect.getmodule(target)
+    if module is not None:
+        namespace.update(vars(module))
+    hints: dict[str, Any] = {}
+    for name, annotation in getattr(target, "__annotations__", {}).items():
+        if isinstance(annotation, str):
+            try:
+                annotation = eval(annotation, namespace)  # noqa: S307 - as typing does
+            except Exception:  # noqa: BLE001
+                continue
+        hints[name] = annotation
+    return hints
 
 
 def _config_type(annotation: Any, default: Any) -> Any:
@@ -167,16 +190,20 @@ def _clean(tp: Any) -> Any:
         for k in kept[1:]:
             result = Union[result, k]  # noqa: UP007 - building a union at run time
         return result
-    if origin in (list, tuple, set, frozenset, dict, typing.Sequence, typing.Iterable):
+    if origin in (list, tuple, set, frozenset, dict, abc.Sequence, abc.Iterable, abc.Collection):
         args = get_args(tp)
         if not args:
             return origin if origin in (list, tuple, dict) else list
         cleaned = [a if a is Ellipsis else _clean(a) for a in args]
         if any(c is None for c in cleaned):
             return None
-        container = {typing.Sequence: list, typing.Iterable: list, set: list, frozenset: list}.get(
-            origin, origin
-        )
+        container = {
+            abc.Sequence: list,
+            abc.Iterable: list,
+            abc.Collection: list,
+            set: list,
+            frozenset: list,
+        }.get(origin, origin)
         if container is list and len(cleaned) != 1:
             return None
         return container[tuple(cleaned)] if len(cleaned) > 1 else container[cleaned[0]]

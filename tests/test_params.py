@@ -133,3 +133,14 @@ def test_params_to_kwargs_keeps_python_types() -> None:
 def test_parse_param_docs_ignores_other_sections() -> None:
     doc = "Summary.\n\nArgs:\n    a: first\n\nExample:\n    b: not a parameter\n"
     assert parse_param_docs(doc) == {"a": "first"}
+
+
+def test_abstract_collections_become_lists() -> None:
+    from collections.abc import Iterable, Sequence
+
+    def factory(milestones: Iterable[int], sizes: Sequence[float] = (1.0,)) -> None: ...
+
+    model = derive_params(factory, model_name="f")
+    assert model(milestones=[3, 6]).milestones == [3, 6]
+    with pytest.raises(ValidationError):
+        model(milestones=["x"])
