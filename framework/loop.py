@@ -22,7 +22,7 @@ from torchyard.checkpoint import load_checkpoint, load_model_weights, save_check
 from torchyard.console import Reporter
 from torchyard.data import Predictions
 from torchyard.errors import TrainingError
-from torchyard.files import atomic_write
+from torchyard.files import atomic_path, atomic_write
 from torchyard.run import Run
 
 __all__ = ["FitResult", "Trainer", "fit_and_submit", "predict_and_submit"]
@@ -87,8 +87,15 @@ class Trainer:
                     patience_left = trainer.early_stopping.patience if significant else patience_left - 1
                 if improved:
                     result.best_value, result.best_epoch = float(value), epoch
-                    result.best_path = save_checkpoint(ckpt_dir / "best.pt", self._state(epoch, result))
-                result.last_path = save_checkpoint(ckpt_dir / "last.pt", self._state(epoch, result))
+                # best.pt and last.pt of an improving epoch hold the same state:
+                # serialize it once (torch.save is most of an epoch's
+                # bookkeeping on small models) and copy the file
+                state = self._state(epoch, result)
+                if improved:
+                    result.best_path = save_checkpoint(ckpt_dir / "best.pt", state)
+                    result.last_path = _copy_file(result.best_path, ckpt_dir / "last.pt")
+                else:
+                    result.last_path = save_checkpoint(ckpt_dir / "last.pt", state)
                 self._write_metrics(result.rows)
                 self.reporter.stop()
                 self.reporter.epoch_line(epoch, trainer.max_epochs, row, improved, run.monitor)
@@ -259,6 +266,16 @@ class Trainer:
             writer = csv.DictWriter(f, fieldnames=columns)
             writer.writeheader()
             writer.writerows(rows)
+
+
+def _copy_file(source: Path, target: Path) -> Path:
+    """Copy ``source`` over ``target`` atomically (temporary file, fsync, rename),
+    as :func:`~torchyard.checkpoint.save_checkpoint` writes."""
+    import shutil
+
+    with atomic_path(target) as tmp:
+        shutil.copyfile(source, tmp)
+    return target
 
 
 def _jsonable_config(run: Run) -> dict[str, Any]:

@@ -71,7 +71,7 @@ def build_component(spec: BaseModel, *args: Any, context: dict[str, Any] | None 
     """Call a component's factory with its validated params.
 
     Values in ``context`` fill parameters the factory declares and the
-    config left unset (``num_classes`` for a model, say). A ``ValueError``
+    config does not set explicitly (``num_classes`` for a model, say). A ``ValueError``
     or ``TypeError`` from the factory is reported as a config problem of
     that section.
     """
@@ -81,7 +81,7 @@ def build_component(spec: BaseModel, *args: Any, context: dict[str, Any] | None 
     if context:
         accepted = _accepted_parameters(record.factory)
         for key, value in context.items():
-            if key in accepted and kwargs.get(key) is None:
+            if key in accepted and key not in spec.model_fields_set:
                 kwargs[key] = value
     try:
         return record.build(*args, **kwargs)
@@ -204,8 +204,11 @@ def build_run(config: BaseModel, host: PluginHost, out_dir: Path, *, train: bool
     if train:
         optimizer = build_component(cfg.optimizer, model.parameters())
         if cfg.scheduler is not None:
-            scheduler = build_component(cfg.scheduler, optimizer)
             interval = record_of(cfg.scheduler).options["interval"]
+            # a scheduler stepping on the monitored value follows its direction
+            # (ReduceLROnPlateau would otherwise minimize accuracy)
+            context = {"mode": mode} if interval == "metric" else {}
+            scheduler = build_component(cfg.scheduler, optimizer, context=context)
     writer = build_component(cfg.writer) if cfg.writer is not None else None
     return Run(
         config=config,
