@@ -166,7 +166,7 @@ def record_of(spec: BaseModel) -> ComponentRecord:
     record = getattr(type(spec), "__torchyard_record__", None)
     if record is None:
         raise TypeError(f"{type(spec).__name__} is not a component section")
-    return record  # type: ignore[no-any-return]
+    return record
 
 
 def build_config_model(registry: Registry) -> type[BaseModel]:
@@ -199,7 +199,7 @@ def build_config_model(registry: Registry) -> type[BaseModel]:
         loader=(LoaderConfig, Field(default_factory=LoaderConfig)),
         **fields,
     )
-    model.__torchyard_broken__ = broken  # type: ignore[attr-defined]
+    model.__torchyard_broken__ = broken
     return model
 
 
@@ -228,7 +228,7 @@ def _component_type(registry: Registry, kind: str, broken: dict[str, str]) -> An
             __doc__=record.summary or None,
             **extra,
         )
-        wrapper.__torchyard_record__ = record  # type: ignore[attr-defined]
+        wrapper.__torchyard_record__ = record
         members.append(Annotated[wrapper, Tag(record.qualified_name)])
 
     def tag(value: Any) -> str | None:
@@ -287,10 +287,7 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     except (IsADirectoryError, PermissionError, UnicodeDecodeError) as e:
         raise ConfigError(f"{path}: cannot read config: {e}") from None
     try:
-        if path.suffix.lower() == ".json":
-            data = json.loads(text)
-        else:
-            data = parse_yaml(text)
+        data = json.loads(text) if path.suffix.lower() == ".json" else parse_yaml(text)
     except json.JSONDecodeError as e:
         raise ConfigError(f"{path}:{e.lineno}:{e.colno}: invalid JSON: {e.msg}") from None
     except yaml.YAMLError as e:

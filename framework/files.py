@@ -38,7 +38,7 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
 @contextlib.contextmanager
 def atomic_write(
     target: str | os.PathLike[str], mode: str = "w", encoding: str | None = "utf-8"
-) -> Iterator[IO]:  # type: ignore[type-arg]
+) -> Iterator[IO]:
     """Open a temporary file for writing that replaces ``target`` on success."""
     with atomic_path(target) as tmp:
         kwargs = {} if "b" in mode else {"encoding": encoding, "newline": ""}

@@ -92,7 +92,7 @@ def derive_params(
         default = p.default if has_default else ...
         if has_default and not _json_friendly(default):
             default = None
-            annotation = annotation | None  # type: ignore[operator]
+            annotation = annotation | None
         extra = refine.get(p.name)
         if extra is not None:
             annotation = Annotated[annotation, extra]
@@ -106,7 +106,7 @@ def derive_params(
     if unknown:
         raise TypeError(f"refine names unknown parameters: {', '.join(sorted(unknown))}")
     doc = inspect.getdoc(factory) or ""
-    return create_model(  # type: ignore[call-overload, no-any-return]
+    return create_model(
         model_name,
         __config__=ConfigDict(extra="forbid", protected_namespaces=(), populate_by_name=True),
         __doc__=doc.split("\n\n")[0] if doc else None,
@@ -135,7 +135,7 @@ def _type_hints(factory: Callable[..., Any]) -> dict[str, Any]:
     annotation names something imported only for type checkers (torch's
     schedulers do this), so each annotation is then resolved on its own.
     """
-    target = factory.__init__ if inspect.isclass(factory) else factory  # type: ignore[misc]
+    target = factory.__init__ if inspect.isclass(factory) else factory
     try:
         return typing.get_type_hints(target, include_extras=True)
     except Exception:  # noqa: BLE001 - fall back to one annotation at a time
@@ -179,7 +179,8 @@ def _clean(tp: Any) -> Any:
     if origin is Annotated:
         base, *meta = get_args(tp)
         inner = _clean(base)
-        return None if inner is None else Annotated[(inner, *meta)]  # type: ignore[misc]
+        args = (inner, *meta)
+        return None if inner is None else Annotated[args]
     if origin is Literal:
         return tp
     if origin in (Union, types.UnionType):

@@ -21,7 +21,13 @@ from torch.utils.data import DataLoader, Dataset
 
 from torchyard.config import metric_key, record_of, resolve_monitor
 from torchyard.data import DataBundle
-from torchyard.device import Precision, resolve_device, resolve_precision, seed_everything, set_deterministic
+from torchyard.device import (
+    Precision,
+    resolve_device,
+    resolve_precision,
+    seed_everything,
+    set_deterministic,
+)
 from torchyard.errors import ConfigError, DataError
 from torchyard.files import atomic_write
 from torchyard.metric import Metric
