@@ -85,9 +85,12 @@ def register_losses(register: Register) -> None:
     """Register loss factories.
 
     A loss factory returns a callable ``loss(outputs, targets) -> Tensor``
-    producing a scalar, usually a ``torch.nn.Module``.
+    producing a scalar, usually a ``torch.nn.Module``. The optional
+    ``targets`` option says what targets it expects: ``"classes"`` (class
+    indices, the default), ``"binary"``, ``"multilabel"``, ``"values"``
+    (regression) or ``"ranking"``.
 
-    :param register: call ``register(name, factory, ...)`` once per loss.
+    :param register: call ``register(name, factory, targets=..., ...)`` once per loss.
     """
 
 
@@ -127,9 +130,10 @@ def register_metrics(register: Register) -> None:
     A metric factory returns a :class:`torchyard.metric.Metric`:
     ``update(outputs, targets)`` accumulates on the device, ``compute()``
     reduces to a number, ``reset()`` starts over, and ``higher_is_better``
-    says which way is good (it drives monitoring and early stopping).
+    says which way is good (it drives monitoring and early stopping). The
+    optional ``targets`` option is as for losses.
 
-    :param register: call ``register(name, factory, ...)`` once per metric.
+    :param register: call ``register(name, factory, targets=..., ...)`` once per metric.
     """
 
 

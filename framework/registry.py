@@ -44,14 +44,25 @@ _NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]*$")
 SCHEDULER_INTERVALS = ("epoch", "step", "metric")
 
 # Options a registration may pass per kind: option -> (required, validator).
+#: What a loss or metric expects as targets, so generic tests (and the
+#: conformance kit) can feed it the right kind of random input:
+#: ``classes`` -- class indices with (n, C) logits; ``binary`` -- 0/1 floats
+#: with (n,) or (n, 1) logits; ``multilabel`` -- 0/1 floats with (n, C)
+#: logits; ``values`` -- regression targets with (n,) or (n, 1) outputs;
+#: ``ranking`` -- relevance grades with (n, items) scores.
+TARGET_KINDS = ("classes", "binary", "multilabel", "values", "ranking")
+
+
+def _one_of(values: tuple[str, ...]) -> str:
+    return "one of " + ", ".join(repr(v) for v in values)
+
+
 _KIND_OPTIONS: dict[str, dict[str, tuple[bool, Callable[[Any], bool], str]]] = {
     "scheduler": {
-        "interval": (
-            True,
-            lambda v: v in SCHEDULER_INTERVALS,
-            "one of " + ", ".join(repr(i) for i in SCHEDULER_INTERVALS),
-        ),
+        "interval": (True, lambda v: v in SCHEDULER_INTERVALS, _one_of(SCHEDULER_INTERVALS)),
     },
+    "loss": {"targets": (False, lambda v: v in TARGET_KINDS, _one_of(TARGET_KINDS))},
+    "metric": {"targets": (False, lambda v: v in TARGET_KINDS, _one_of(TARGET_KINDS))},
 }
 
 # Factories of these kinds receive a positional first argument (the model's
@@ -105,6 +116,11 @@ class ComponentRecord:
         if self.distribution:
             return f"{self.plugin} ({self.distribution} {self.version or '?'})"
         return self.plugin
+
+    @property
+    def targets(self) -> str:
+        """For losses and metrics: the kind of targets expected (default ``classes``)."""
+        return str(self.options.get("targets", "classes"))
 
     @property
     def takes_positional(self) -> bool:

@@ -122,7 +122,24 @@ def test_scheduler_must_declare_its_interval(empty_host: PluginHost) -> None:
 def test_unknown_registration_option_is_refused(empty_host: PluginHost) -> None:
     info = empty_host.add_plugin(LossPlugin("l1", interval="epoch"), "p")
     assert info.status == "failed"
-    assert "unknown option 'interval' (a loss takes no options)" in (info.error or "")
+    assert "unknown option 'interval' (a loss takes targets)" in (info.error or "")
+
+
+def test_loss_target_kind_option(empty_host: PluginHost) -> None:
+    empty_host.add_plugin(LossPlugin("l1", targets="values"), "p")
+    assert empty_host.registry.get("loss", "l1").targets == "values"
+    bad = empty_host.add_plugin(LossPlugin("l2", targets="pixels"), "q")
+    assert "option 'targets' must be one of 'classes'" in (bad.error or "")
+
+
+def test_writers_take_no_options(empty_host: PluginHost) -> None:
+    class Plugin:
+        @torchyard.hookimpl
+        def register_writers(self, register: Any) -> None:
+            register("w", "x.y:Z", targets="values")
+
+    info = empty_host.add_plugin(Plugin(), "p")
+    assert "unknown option 'targets' (a writer takes no options)" in (info.error or "")
 
 
 def test_import_path_is_resolved_only_on_use(empty_host: PluginHost) -> None:
