@@ -44,6 +44,7 @@ __all__ = [
     "load_config",
     "read_config_file",
     "record_of",
+    "section_model",
     "validate_config",
 ]
 
@@ -203,32 +204,45 @@ def build_config_model(registry: Registry) -> type[BaseModel]:
     return model
 
 
+_SECTION_MODELS: dict[int, tuple[ComponentRecord, type[BaseModel]]] = {}
+
+
+def section_model(record: ComponentRecord) -> type[BaseModel]:
+    """The model of a config section naming ``record``: its params, ``name``,
+    and the keys torchyard adds for its kind (``log_as``, ``warmup``, ...).
+
+    :raises PluginError: the component's params schema cannot be built.
+    """
+    cached = _SECTION_MODELS.get(id(record))
+    if cached is not None and cached[0] is record:
+        return cached[1]
+    params = record.params
+    extra: dict[str, Any] = {
+        "name": (
+            str,
+            Field(description=record.summary or None, json_schema_extra={"const": record.name}),
+        ),
+        **_section_fields(record, params),
+    }
+    wrapper = create_model(
+        f"{record.kind}:{record.qualified_name}",
+        __base__=params,
+        __doc__=record.summary or None,
+        **extra,
+    )
+    wrapper.__torchyard_record__ = record  # type: ignore[attr-defined]
+    _SECTION_MODELS[id(record)] = (record, wrapper)
+    return wrapper
+
+
 def _component_type(registry: Registry, kind: str, broken: dict[str, str]) -> Any:
     members: list[Any] = []
     for record in registry.records(kind):
         try:
-            params = record.params
+            wrapper = section_model(record)
         except TorchyardError as e:
             broken[record.qualified_name] = str(e)
             continue
-        extra: dict[str, Any] = {
-            "name": (
-                str,
-                Field(description=record.summary or None, json_schema_extra={"const": record.name}),
-            )
-        }
-        if kind == "metric":
-            extra["log_as"] = (
-                str | None,
-                Field(None, description="Key to log under (val/<log_as>); default: the name."),
-            )
-        wrapper = create_model(
-            f"{kind}:{record.qualified_name}",
-            __base__=params,
-            __doc__=record.summary or None,
-            **extra,
-        )
-        wrapper.__torchyard_record__ = record
         members.append(Annotated[wrapper, Tag(record.qualified_name)])
 
     def tag(value: Any) -> str | None:
@@ -245,6 +259,71 @@ def _component_type(registry: Registry, kind: str, broken: dict[str, str]) -> An
         return Annotated[dict, Field(json_schema_extra={"not": {}})]
     union = members[0] if len(members) == 1 else Union[tuple(members)]  # noqa: UP007
     return Annotated[union, Discriminator(tag)]
+
+
+def _section_fields(record: ComponentRecord, params: type[BaseModel]) -> dict[str, Any]:
+    """Keys a config section accepts beyond the component's own parameters."""
+    from torchyard.optim import Duration, ParamGroupConfig, WarmupConfig
+
+    if record.kind == "metric":
+        return {
+            "log_as": (
+                str | None,
+                Field(None, description="Key to log under (val/<log_as>); default: the name."),
+            )
+        }
+    if record.kind == "optimizer":
+        return {
+            "param_groups": (
+                list[ParamGroupConfig],
+                Field(
+                    default_factory=list,
+                    description="Per-module settings by module-name prefix (lr, lr_scale, "
+                    "weight_decay, freeze); the first matching prefix wins.",
+                ),
+            ),
+            "no_weight_decay_on_bias_and_norm": (
+                bool,
+                Field(False, description="No weight decay on biases and normalization weights."),
+            ),
+        }
+    if record.kind != "scheduler":
+        return {}
+    fields: dict[str, Any] = {
+        "warmup": (
+            WarmupConfig | None,
+            Field(None, description="Linear LR warmup before this scheduler starts."),
+        ),
+        "interval": (
+            Literal["epoch", "step"] | None,
+            Field(
+                None,
+                description="Step per epoch or per optimizer step; default: the scheduler's "
+                "own, or per step when a duration is given in steps.",
+            ),
+        ),
+    }
+    for name in record.options.get("durations", ()):
+        info = params.model_fields.get(name)
+        if info is None:
+            continue
+        is_list = "list" in str(info.annotation)
+        annotation: Any = list[Duration] if is_list else Duration
+        default = info.default if not info.is_required() else None
+        if default is None and not is_list:
+            annotation = annotation | None
+        description = (info.description or "").rstrip(".")
+        suffix = "e.g. 10, '10 epochs' or '500 steps'"
+        if default is None and not is_list:
+            suffix += "; unset: the rest of the run"
+        fields[name] = (
+            annotation,
+            Field(
+                default if not (info.is_required() and is_list) else ...,
+                description=f"{description} ({suffix})." if description else f"A duration ({suffix}).",
+            ),
+        )
+    return fields
 
 
 # -- reading, overriding, validating ----------------------------------------

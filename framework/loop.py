@@ -70,10 +70,8 @@ class Trainer:
                     run.host.hook.on_validation_end(run=run, epoch=epoch, metrics=val)
                 row["lr"] = float(run.optimizer.param_groups[0]["lr"])  # type: ignore[union-attr]
                 value = row[run.monitor]
-                if run.scheduler is not None and run.scheduler_interval == "epoch":
-                    run.scheduler.step()
-                elif run.scheduler is not None and run.scheduler_interval == "metric":
-                    run.scheduler.step(value)
+                if run.scheduler is not None:
+                    run.scheduler.after_epoch(value)
                 row["time_s"] = time.perf_counter() - started
                 result.rows.append(row)
                 improved = _finite(value) and (
@@ -117,7 +115,7 @@ class Trainer:
         assert optimizer is not None
         accumulate = trainer.accumulate_grad_batches
         log_every = trainer.log_every_n_steps
-        step_scheduler = run.scheduler if run.scheduler_interval == "step" else None
+        schedule = run.scheduler
         total = len(loader)
         if trainer.limit_train_batches is not None:
             total = min(total, trainer.limit_train_batches)
@@ -147,8 +145,8 @@ class Trainer:
                 scaled.backward()
             if (index + 1) % accumulate == 0 or index + 1 == total:
                 self._optimizer_step()
-                if step_scheduler is not None:
-                    step_scheduler.step()
+                if schedule is not None:
+                    schedule.after_optimizer_step()
             n = len(targets)
             loss_sum += value * n
             samples += n

@@ -60,6 +60,12 @@ def _one_of(values: tuple[str, ...]) -> str:
 _KIND_OPTIONS: dict[str, dict[str, tuple[bool, Callable[[Any], bool], str]]] = {
     "scheduler": {
         "interval": (True, lambda v: v in SCHEDULER_INTERVALS, _one_of(SCHEDULER_INTERVALS)),
+        # parameters that are durations: they accept '10 epochs' / '500 steps'
+        "durations": (
+            False,
+            lambda v: isinstance(v, tuple | list) and all(isinstance(n, str) for n in v),
+            "a tuple of parameter names",
+        ),
     },
     "loss": {"targets": (False, lambda v: v in TARGET_KINDS, _one_of(TARGET_KINDS))},
     "metric": {"targets": (False, lambda v: v in TARGET_KINDS, _one_of(TARGET_KINDS))},

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import inspect
+import math
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +32,14 @@ from torchyard.device import (
 from torchyard.errors import ConfigError, DataError
 from torchyard.files import atomic_write
 from torchyard.metric import Metric
+from torchyard.optim import (
+    LRSchedule,
+    TrainingLength,
+    build_param_groups,
+    duration_steps,
+    needs_steps,
+    to_steps_or_epochs,
+)
 from torchyard.params import params_to_kwargs
 from torchyard.plugins import PluginHost
 
@@ -50,8 +59,8 @@ class Run:
     model: torch.nn.Module
     loss_fn: Any
     optimizer: torch.optim.Optimizer | None
-    scheduler: Any
-    scheduler_interval: Literal["epoch", "step", "metric"] | None
+    #: The LR schedule (scheduler, stepping cadence, warmup), if any.
+    scheduler: LRSchedule | None
     metrics: dict[str, Metric]
     writer: Any
     monitor: str
@@ -73,17 +82,26 @@ class Run:
         return make_loader(dataset, self.loader_config, self.device, train=split == "train")
 
 
-def build_component(spec: BaseModel, *args: Any, context: dict[str, Any] | None = None) -> Any:
+def build_component(
+    spec: BaseModel,
+    *args: Any,
+    context: dict[str, Any] | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> Any:
     """Call a component's factory with its validated params.
 
     Values in ``context`` fill parameters the factory declares and the
-    config does not set explicitly (``num_classes`` for a model, say). A ``ValueError``
-    or ``TypeError`` from the factory is reported as a config problem of
-    that section.
+    config does not set explicitly (``num_classes`` for a model, say);
+    ``overrides`` replace parameters outright (durations converted to
+    steps, say). Section keys that are not the factory's parameters
+    (``log_as``, ``warmup``, ...) are not passed. A ``ValueError`` or
+    ``TypeError`` from the factory is reported as a config problem of that
+    section.
     """
     record = record_of(spec)
-    kwargs = params_to_kwargs(spec)
-    kwargs.pop("log_as", None)
+    own = {info.alias or name for name, info in record.params.model_fields.items()}
+    kwargs = {k: v for k, v in params_to_kwargs(spec).items() if k in own}
+    kwargs.update(overrides or {})
     if context:
         accepted = _accepted_parameters(record.factory)
         for key, value in context.items():
@@ -206,15 +224,10 @@ def build_run(config: BaseModel, host: PluginHost, out_dir: Path, *, train: bool
         loss_fn.to(device)
 
     optimizer = scheduler = None
-    interval = None
     if train:
-        optimizer = build_component(cfg.optimizer, model.parameters())
-        if cfg.scheduler is not None:
-            interval = record_of(cfg.scheduler).options["interval"]
-            # a scheduler stepping on the monitored value follows its direction
-            # (ReduceLROnPlateau would otherwise minimize accuracy)
-            context = {"mode": mode} if interval == "metric" else {}
-            scheduler = build_component(cfg.scheduler, optimizer, context=context)
+        optimizer = build_optimizer(cfg.optimizer, model)
+        length = TrainingLength(trainer.max_epochs, steps_per_epoch(data, cfg))
+        scheduler = build_schedule(cfg.scheduler, optimizer, length, mode)
     writer = build_component(cfg.writer) if cfg.writer is not None else None
     return Run(
         config=config,
@@ -227,12 +240,76 @@ def build_run(config: BaseModel, host: PluginHost, out_dir: Path, *, train: bool
         loss_fn=loss_fn,
         optimizer=optimizer,
         scheduler=scheduler,
-        scheduler_interval=interval,
         metrics=metrics,
         writer=writer,
         monitor=monitor,
         mode=mode,
     )
+
+
+def build_optimizer(spec: Any, model: torch.nn.Module) -> torch.optim.Optimizer:
+    """The optimizer over the model's parameter groups (see torchyard.optim)."""
+    lr = getattr(spec, "lr", None)
+    groups = build_param_groups(
+        model,
+        spec.param_groups,
+        base_lr=lr if isinstance(lr, int | float) else None,
+        no_decay_on_bias_and_norm=spec.no_weight_decay_on_bias_and_norm,
+    )
+    return build_component(spec, groups)  # type: ignore[no-any-return]
+
+
+def build_schedule(
+    spec: Any, optimizer: torch.optim.Optimizer, length: TrainingLength, mode: str
+) -> LRSchedule | None:
+    """The scheduler with its durations in steps or epochs, and its warmup."""
+    if spec is None:
+        return None
+    record = record_of(spec)
+    native = record.options["interval"]
+    names = record.options.get("durations", ())
+    values = {n: getattr(spec, n) for n in names}
+    flat = [v for value in values.values() for v in (value if isinstance(value, list) else [value])]
+    interval = native
+    if native == "epoch":
+        if spec.interval == "step" or any(v is not None and needs_steps(v) for v in flat):
+            interval = "step"
+    elif spec.interval is not None and spec.interval != native:
+        raise ConfigError(
+            f"scheduler.interval: '{record.name}' steps per {native}; it cannot step per {spec.interval}"
+        )
+    warmup_steps = 0
+    if spec.warmup is not None:
+        warmup_steps = max(1, round(duration_steps(spec.warmup.duration, "epoch", length)))
+    remaining = max(1, length.steps - warmup_steps)
+    unit = "epoch" if native == "epoch" else "step"
+    overrides: dict[str, Any] = {}
+    for name, value in values.items():
+        convert = lambda v: to_steps_or_epochs(  # noqa: E731
+            v, native=unit, interval=interval if interval != "metric" else "epoch",
+            length=length, remaining_steps=remaining,
+        )
+        overrides[name] = [convert(v) for v in value] if isinstance(value, list) else convert(value)
+    # a scheduler stepping on the monitored value follows its direction
+    # (ReduceLROnPlateau would otherwise minimize accuracy)
+    context = {"mode": mode} if native == "metric" else {}
+    scheduler = build_component(spec, optimizer, context=context, overrides=overrides)
+    return LRSchedule(
+        optimizer,
+        scheduler,
+        interval,
+        warmup_steps=warmup_steps,
+        warmup_start_factor=spec.warmup.start_factor if spec.warmup else 0.01,
+    )
+
+
+def steps_per_epoch(data: DataBundle, config: Any) -> int:
+    """Optimizer steps per epoch, as the loop will take them."""
+    trainer = config.trainer
+    batches = len(make_loader(data.train, config.loader, torch.device("cpu"), train=True))
+    if trainer.limit_train_batches is not None:
+        batches = min(batches, trainer.limit_train_batches)
+    return max(1, math.ceil(batches / trainer.accumulate_grad_batches))
 
 
 def _check_data(data: DataBundle, *, train: bool) -> None:

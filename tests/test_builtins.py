@@ -60,6 +60,8 @@ def _scheduler_params(name: str) -> dict[str, Any]:
         "multi_step_lr": {"milestones": [1, 2]},
         "exponential_lr": {"gamma": 0.9},
         "cosine_annealing_lr": {"T_max": 4},
+        "cosine_annealing_warm_restarts": {"T_0": 2},
+        "one_cycle_lr": {"total_steps": 10},
     }.get(name, {})
 
 

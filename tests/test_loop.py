@@ -195,7 +195,8 @@ def test_plateau_scheduler_steps_on_the_monitored_value(
     )
     digits_config["trainer"].update(max_epochs=3, limit_train_batches=1)
     run = make_run(digits_config, builtin_host, tmp_path)
-    assert run.scheduler.mode == "max"  # from accuracy's higher_is_better
+    assert run.scheduler is not None
+    assert run.scheduler.scheduler.mode == "max"  # from accuracy's higher_is_better
     rows = Trainer(run).fit().rows
     assert [r["lr"] for r in rows] == pytest.approx([1e-6, 1e-6, 5e-7])
 
@@ -204,7 +205,8 @@ def test_explicit_plateau_mode_is_respected(
     builtin_host: PluginHost, digits_config: dict[str, Any], tmp_path: Path
 ) -> None:
     digits_config["scheduler"] = {"name": "reduce_lr_on_plateau", "mode": "min"}
-    assert make_run(digits_config, builtin_host, tmp_path).scheduler.mode == "min"
+    schedule = make_run(digits_config, builtin_host, tmp_path).scheduler
+    assert schedule is not None and schedule.scheduler.mode == "min"
 
 
 def test_early_stopping(builtin_host: PluginHost, digits_config: dict[str, Any], tmp_path: Path) -> None:

@@ -116,8 +116,10 @@ def show_component(
     as_json: JsonOpt = False,
 ) -> None:
     """Document one component: its parameters, types, defaults and constraints."""
+    from torchyard.config import section_model
+
     record = host().registry.get(kind_argument(kind), name)
-    params = describe_params(record.params)
+    params = [p for p in describe_params(section_model(record)) if p["name"] != "name"]
     if as_json:
         typer.echo(
             json.dumps(
@@ -147,7 +149,8 @@ def show_component(
     if description:
         console.print(description, highlight=False, markup=False)
     for option, value in record.options.items():
-        console.print(f"{option}: {value}", highlight=False, markup=False)
+        shown = ", ".join(value) if isinstance(value, tuple | list) else value
+        console.print(f"{option}: {shown}", highlight=False, markup=False)
     if not params:
         console.print("no parameters")
         return

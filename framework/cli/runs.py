@@ -14,6 +14,7 @@ def register(app: typer.Typer) -> None:
     app.command("check")(check)
     app.command("run")(run)
     app.command("predict")(predict)
+    app.command("lr")(preview_lr)
 
 
 def _load(config_path: Path, overrides: list[str] | None) -> Any:
@@ -103,6 +104,75 @@ def predict(
         path = predict_and_submit(run_, checkpoint, reporter)
     if path is None:
         typer.echo("nothing written")
+
+
+@user_errors
+def preview_lr(
+    config_path: ConfigArg,
+    overrides: SetOpt = None,
+    png: Annotated[
+        Path | None, typer.Option("--png", help="Also plot the curve to this PNG file.")
+    ] = None,
+    every_step: Annotated[
+        bool, typer.Option("--every-step", help="One row per optimizer step, not per epoch.")
+    ] = False,
+) -> None:
+    """Preview the learning-rate schedule of a config, without training."""
+    import tempfile
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from torchyard.optim import TrainingLength, preview_schedule
+    from torchyard.run import build_run, steps_per_epoch
+
+    config = _load(config_path, overrides)
+    with tempfile.TemporaryDirectory() as scratch, _threads(config.trainer.num_threads):
+        run_ = build_run(config, host(), Path(scratch))
+    length = TrainingLength(config.trainer.max_epochs, steps_per_epoch(run_.data, config))
+    rows = preview_schedule(run_.scheduler, run_.optimizer, length)
+    groups = len(rows[0][2])
+    table = Table(show_edge=False)
+    table.add_column("epoch", justify="right")
+    table.add_column("step", justify="right")
+    for g in range(groups):
+        table.add_column("lr" if groups == 1 else f"lr group {g}", justify="right")
+    shown = rows if every_step else [r for i, r in enumerate(rows) if i == 0 or r[0] != rows[i - 1][0]]
+    if not every_step and rows[-1] is not shown[-1]:
+        shown.append(rows[-1])
+    for epoch, step, lrs in shown:
+        table.add_row(str(epoch), str(step), *(f"{lr:.4e}" for lr in lrs))
+    Console().print(table)
+    typer.echo(
+        f"{length.epochs} epochs x {length.steps_per_epoch} optimizer steps; "
+        f"lr from {rows[0][2][0]:.4e} to {rows[-1][2][0]:.4e}"
+    )
+    if png is not None:
+        _plot_lr(rows, png)
+        typer.echo(f"plot: {png}")
+
+
+def _plot_lr(rows: list[tuple[int, int, list[float]]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from torchyard.files import atomic_path
+
+    figure, axes = plt.subplots(figsize=(7, 3.5), dpi=120)
+    steps = [r[1] for r in rows]
+    for g in range(len(rows[0][2])):
+        axes.plot(steps, [r[2][g] for r in rows], label=f"group {g}")
+    axes.set_xlabel("optimizer step")
+    axes.set_ylabel("learning rate")
+    axes.grid(alpha=0.3)
+    if len(rows[0][2]) > 1:
+        axes.legend()
+    figure.tight_layout()
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format="png")
+    plt.close(figure)
 
 
 def _threads(count: int | None) -> Any:
