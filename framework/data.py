@@ -12,8 +12,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+import numpy as np
+
 if TYPE_CHECKING:
-    import numpy as np
     from torch.utils.data import Dataset
 
 __all__ = ["DataBundle", "Predictions"]
@@ -67,19 +68,32 @@ class Predictions:
     class_names: Sequence[str] | None = None
 
     @property
+    def single_logit(self) -> bool:
+        """A binary classifier with one output per sample (a logit)."""
+        return self.task == "classification" and self.outputs.reshape(len(self.outputs), -1).shape[1] == 1
+
+    @property
     def probabilities(self) -> np.ndarray:
-        """Softmax of the outputs (classification only)."""
+        """Class probabilities, ``(n, classes)``: softmax of the outputs, or
+        ``[1 - sigmoid, sigmoid]`` for a single binary logit."""
         import numpy as np
 
+        if self.single_logit:
+            p = 1.0 / (1.0 + np.exp(-self.outputs.reshape(-1)))
+            return np.stack([1.0 - p, p], axis=1)
         z = self.outputs - self.outputs.max(axis=1, keepdims=True)
         e = np.exp(z)
         return e / e.sum(axis=1, keepdims=True)
 
     @property
     def labels(self) -> np.ndarray:
-        """Predicted class indices, or the regression values."""
+        """Predicted class indices (a single logit: 1 when positive), or the
+        regression values."""
+        flat = self.outputs.reshape(len(self.outputs), -1)
         if self.task == "regression":
-            return self.outputs.reshape(len(self.outputs), -1)[:, 0]
+            return flat[:, 0]
+        if self.single_logit:
+            return (flat[:, 0] > 0).astype(np.int64)
         return self.outputs.argmax(axis=1)
 
     def label_names(self) -> list[Any]:

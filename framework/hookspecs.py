@@ -144,6 +144,9 @@ def register_writers(register: Register) -> None:
     A writer factory returns an object with
     ``write(predictions: torchyard.data.Predictions, directory: Path) -> Path``
     that writes the submission file inside ``directory`` and returns its path.
+    A writer that can tell early whether the test ids will fit (a template,
+    say) may also implement ``check_ids(ids: list[str]) -> None``, raising
+    :class:`torchyard.DataError`; it is called before training starts.
 
     :param register: call ``register(name, factory, ...)`` once per writer.
     """

@@ -278,9 +278,8 @@ class LRSchedule:
             return
         if self.interval == "epoch":
             self.scheduler.step()
-        elif self.interval == "metric":
-            if monitored is not None and math.isfinite(monitored):
-                self.scheduler.step(monitored)
+        elif self.interval == "metric" and monitored is not None and math.isfinite(monitored):
+            self.scheduler.step(monitored)
 
     def state_dict(self) -> dict[str, Any]:
         return {

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import datetime as _dt
 import inspect
-import math
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -43,7 +43,16 @@ from torchyard.optim import (
 from torchyard.params import params_to_kwargs
 from torchyard.plugins import PluginHost
 
-__all__ = ["Run", "build_component", "build_run", "choose_run_dir", "create_run_dir", "write_resolved_config", "make_loader"]
+__all__ = [
+    "Run",
+    "build_component",
+    "build_run",
+    "choose_run_dir",
+    "create_run_dir",
+    "make_loader",
+    "steps_per_epoch",
+    "write_resolved_config",
+]
 
 
 @dataclass
@@ -229,6 +238,10 @@ def build_run(config: BaseModel, host: PluginHost, out_dir: Path, *, train: bool
         length = TrainingLength(trainer.max_epochs, steps_per_epoch(data, cfg))
         scheduler = build_schedule(cfg.scheduler, optimizer, length, mode)
     writer = build_component(cfg.writer) if cfg.writer is not None else None
+    check_ids = getattr(writer, "check_ids", None)
+    if callable(check_ids) and data.test_ids is not None:
+        # refuse a submission that cannot match its template before training
+        check_ids([str(i) for i in data.test_ids])
     return Run(
         config=config,
         out_dir=out_dir,

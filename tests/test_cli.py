@@ -54,7 +54,9 @@ def test_list_json(cli: Any) -> None:
     }
     assert {r["kind"] for r in rows} == {"model", "dataset", "loss", "optimizer", "scheduler", "metric", "writer"}
     plateau = next(r for r in rows if r["name"] == "reduce_lr_on_plateau")
-    assert plateau["options"] == {"interval": "metric"}
+    assert plateau["options"] == {"interval": "metric", "durations": []}
+    cosine = next(r for r in rows if r["name"] == "cosine_annealing_lr")
+    assert cosine["options"] == {"interval": "epoch", "durations": ["T_max"]}
 
 
 @pytest.mark.parametrize("kind", ["optimizer", "optimizers", "Optimizers"])
@@ -87,9 +89,10 @@ def test_show_json(cli: Any) -> None:
 
 
 def test_show_table(cli: Any) -> None:
-    result = cli("show", "scheduler", "step_lr")
+    result = cli("show", "scheduler", "multi_step_lr")
     assert result.exit_code == 0
-    assert "interval: epoch" in result.stdout and "step_size" in result.stdout and "required" in result.stdout
+    assert "interval: epoch" in result.stdout and "durations: milestones" in result.stdout
+    assert "milestones" in result.stdout and "required" in result.stdout and "warmup" in result.stdout
 
 
 def test_show_unknown_component(cli: Any) -> None:
@@ -100,7 +103,7 @@ def test_plugins_json(cli: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     fake_entry_points(monkeypatch, {"broken": "tests.plugins.broken_import"})
     data = {p["name"]: p for p in json.loads(cli("plugins", "--json").stdout)}
     assert data["builtin-losses"]["status"] == "ok"
-    assert data["builtin-losses"]["components"] == [{"kind": "loss", "name": "cross_entropy"}]
+    assert {"kind": "loss", "name": "cross_entropy"} in data["builtin-losses"]["components"]
     assert data["broken"]["status"] == "failed"
     assert "ModuleNotFoundError" in data["broken"]["error"]
 

@@ -187,7 +187,7 @@ def test_param_groups_from_config(builtin_host: PluginHost, config: dict[str, An
     assert by_lr == {(0.001, 0.05), (0.001, 0.0), (0.01, 0.05), (0.01, 0.0)}
 
 
-@pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step\(\)`")
+@pytest.mark.filterwarnings(r"ignore:Detected call of `lr_scheduler.step\(\)`")
 def test_schedule_state_round_trips() -> None:
     optimizer = torch.optim.SGD(torch.nn.Linear(2, 1).parameters(), lr=1.0)
     inner = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.5)

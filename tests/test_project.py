@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import tomllib
@@ -104,3 +105,17 @@ def test_example_digits_reaches_95_percent(tmp_path: Path) -> None:
     assert summary["monitor"] == "val/accuracy"
     assert summary["best_value"] >= 0.95
     assert (out / "submission.csv").read_text().startswith("id,label\n")
+
+
+def test_components_reference_is_up_to_date(builtin_host: Any) -> None:
+    from torchyard.reference import components_markdown
+
+    expected = components_markdown(builtin_host.registry)
+    actual = (ROOT / "docs" / "components.md").read_text()
+    assert actual == expected, "docs/components.md is stale: run `make docs`"
+
+
+def test_every_builtin_is_in_the_reference(builtin_host: Any) -> None:
+    text = (ROOT / "docs" / "components.md").read_text()
+    for record in builtin_host.registry.records():
+        assert f"### `{record.name}`" in text, f"{record.kind} {record.name}"

@@ -1,4 +1,9 @@
-"""Built-in losses."""
+"""Built-in losses.
+
+Registered by import path, so listing them imports neither torch nor
+pydantic. ``targets`` tells generic tests and the conformance kit what to
+feed each loss (see :data:`torchyard.registry.TARGET_KINDS`).
+"""
 
 from __future__ import annotations
 
@@ -6,11 +11,46 @@ from typing import Any
 
 import torchyard
 
+_HERE = "torchyard_builtins.losses"
+
 
 @torchyard.hookimpl
 def register_losses(register: Any) -> None:
     register(
         "cross_entropy",
-        "torchyard_builtins.losses.classification:cross_entropy",
+        f"{_HERE}.classification:cross_entropy",
         description="Cross-entropy on logits, with class weights, ignore_index and label smoothing.",
     )
+    register(
+        "focal",
+        f"{_HERE}.focal:FocalLoss",
+        description="Focal loss: cross-entropy that down-weights well-classified examples.",
+    )
+    register(
+        "label_smoothing",
+        f"{_HERE}.label_smoothing:LabelSmoothingCrossEntropy",
+        description="Cross-entropy against targets smoothed by epsilon.",
+    )
+    register(
+        "f1",
+        f"{_HERE}.soft_f1:SoftF1Loss",
+        description="1 - soft macro F1 on softmax probabilities (trains for the F1 metric).",
+    )
+    register(
+        "bce",
+        f"{_HERE}.bce:BCEWithLogits",
+        description="Binary cross-entropy on logits: multi-label (n, C), or binary (n,)/(n, 1).",
+        targets="multilabel",
+    )
+    for name, cls, what in (
+        ("mse", "MSELoss", "Mean squared error"),
+        ("l1", "L1Loss", "Mean absolute error"),
+        ("smooth_l1", "SmoothL1Loss", "Smooth L1: squared below beta, absolute above"),
+        ("huber", "HuberLoss", "Huber: squared below delta, linear above"),
+    ):
+        register(
+            name,
+            f"{_HERE}.regression:{cls}",
+            description=f"{what}; (n, 1) outputs meet (n,) targets.",
+            targets="values",
+        )

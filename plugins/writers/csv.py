@@ -9,6 +9,7 @@ from pydantic import Field
 
 from torchyard.data import Predictions
 from torchyard.files import atomic_write
+from torchyard_builtins.writers.common import plain_filename
 
 
 class CsvWriter:
@@ -28,16 +29,15 @@ class CsvWriter:
             Field(description="Write class names instead of class indices (when the data has them)."),
         ] = False,
     ) -> None:
-        if Path(filename).name != filename:
-            raise ValueError(f"filename must be a plain file name, got {filename!r}")
         if id_column == prediction_column:
             raise ValueError("id_column and prediction_column must differ")
-        self.filename = filename
+        self.filename = plain_filename(filename)
         self.id_column = id_column
         self.prediction_column = prediction_column
         self.class_names = class_names
 
     def write(self, predictions: Predictions, directory: Path) -> Path:
+        """Write ``directory/filename``; return its path."""
         import pandas as pd
 
         values = predictions.label_names() if self.class_names else predictions.labels.tolist()
