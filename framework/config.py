@@ -443,6 +443,10 @@ def validate_config(
         config = model.model_validate(data)
     except ValidationError as e:
         raise ConfigError(*_format_errors(e, data, registry, model)) from None
+    except (TypeError, ValueError, ArithmeticError) as e:
+        # a component's schema whose constraint cannot apply to the value given
+        # (e.g. '> 0' on a list): still the config's value, still one line
+        raise ConfigError(f"<config>: a component's params schema rejected a value: {e}") from None
     problems = _cross_checks(config)
     if problems:
         raise ConfigError(*problems)
@@ -484,16 +488,12 @@ def _cross_checks(config: Any) -> list[str]:
                 f"metrics.{i}: logs as '{key}' like an earlier metric; give it a distinct log_as"
             )
     monitor = resolve_monitor(config)
-    available = monitored_keys(config)
+    available = list(dict.fromkeys(monitored_keys(config)))
     if monitor not in available:
         problems.append(
             f"trainer.monitor: '{monitor}' is never logged by this run"
-            + (did_you_mean(monitor, available) or f"; it logs {', '.join(available)}")
+            + (did_you_mean(monitor, available) or f"; it can monitor {', '.join(available)}")
         )
-    if config.scheduler is not None:
-        record = record_of(config.scheduler)
-        if record.options.get("interval") == "metric" and monitor not in available:
-            problems.append(f"scheduler: '{record.name}' steps on trainer.monitor, which is unset")
     loader = config.loader
     if loader.num_workers == 0 and loader.persistent_workers:
         problems.append("loader.persistent_workers: needs num_workers > 0")

@@ -156,8 +156,8 @@ def register_writers(register: Register) -> None:
 # Lifecycle hooks
 #
 # Called by the training loop, for logging and callbacks. They observe the
-# run; an exception raised by one stops the run with the plugin's name in the
-# error message.
+# run; an exception raised by one stops the run with a one-line error naming
+# the plugin and the hook (TORCHYARD_DEBUG=1 shows the traceback).
 # --------------------------------------------------------------------------
 
 

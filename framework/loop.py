@@ -58,7 +58,7 @@ class Trainer:
         ckpt_dir = run.out_dir / "checkpoints"
         result = FitResult()
         patience_left = trainer.early_stopping.patience if trainer.early_stopping else None
-        run.host.hook.on_run_start(run=run)
+        run.host.call("on_run_start", run=run)
         try:
             for epoch in range(1, trainer.max_epochs + 1):
                 started = time.perf_counter()
@@ -67,7 +67,7 @@ class Trainer:
                 if val_loader is not None:
                     val = self.validate(val_loader)
                     row.update(val)
-                    run.host.hook.on_validation_end(run=run, epoch=epoch, metrics=val)
+                    run.host.call("on_validation_end", run=run, epoch=epoch, metrics=val)
                 row["lr"] = float(run.optimizer.param_groups[0]["lr"])  # type: ignore[union-attr]
                 value = row[run.monitor]
                 if run.scheduler is not None:
@@ -97,7 +97,7 @@ class Trainer:
                 self._write_metrics(result.rows)
                 self.reporter.stop()
                 self.reporter.epoch_line(epoch, trainer.max_epochs, row, improved, run.monitor)
-                run.host.hook.on_epoch_end(run=run, epoch=epoch, metrics=dict(row))
+                run.host.call("on_epoch_end", run=run, epoch=epoch, metrics=dict(row))
                 if patience_left is not None and patience_left <= 0:
                     result.stopped_early = True
                     self.reporter.info(
@@ -322,7 +322,7 @@ def fit_and_submit(run: Run, reporter: Reporter) -> dict[str, Any]:
         import json
 
         json.dump(summary, f, indent=2)
-    run.host.hook.on_run_end(run=run, summary=summary)
+    run.host.call("on_run_end", run=run, summary=summary)
     return summary
 
 

@@ -10,8 +10,9 @@ parameters:
 - **Durations with units**: a scheduler's duration parameters (``T_max``,
   ``step_size``, ``milestones``, ``total_iters``, ``total_steps``) take
   ``"10 epochs"`` or ``"500 steps"`` (a bare number counts in the
-  scheduler's own unit). Step counts come from the data loader, gradient
-  accumulation and the world size; a duration left unset lasts the whole
+  scheduler's own unit). Step counts come from the data loader (whose
+  length already reflects a distributed sampler) and gradient
+  accumulation; a duration left unset lasts the whole
   run, so OneCycle's ``total_steps`` is never set by hand.
 - **Warmup** (``scheduler.warmup``): a linear ramp over optimizer steps that
   composes with any scheduler, ``ReduceLROnPlateau`` included; the wrapped

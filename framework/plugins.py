@@ -28,7 +28,7 @@ from typing import Any, Literal
 import pluggy
 
 from torchyard import hookspecs
-from torchyard.errors import did_you_mean
+from torchyard.errors import PluginError, did_you_mean
 from torchyard.hookspecs import PROJECT, REGISTRATION_HOOKS
 from torchyard.registry import ComponentRecord, FailedPlugin, Registry, normalize_name
 
@@ -85,6 +85,21 @@ class PluginHost:
         """The hook relay for lifecycle hooks: ``host.hook.on_run_start(run=...)``."""
         return self.pm.hook
 
+    def call(self, hook_name: str, **kwargs: Any) -> None:
+        """Call a lifecycle hook on every plugin implementing it.
+
+        :raises PluginError: a plugin's implementation raised; the message
+            names the plugin (``TORCHYARD_DEBUG=1`` shows the traceback).
+        """
+        caller = getattr(self.pm.hook, hook_name)
+        for impl in reversed(caller.get_hookimpls()):  # pluggy's order: last registered first
+            try:
+                impl.function(**{arg: kwargs[arg] for arg in impl.argnames})
+            except Exception as e:  # noqa: BLE001 - reported with the plugin's name
+                raise PluginError(
+                    f"plugin '{impl.plugin_name}' failed in {hook_name}: {_err(e)}"
+                ) from e
+
     # -- loading -------------------------------------------------------------
 
     def load_entrypoints(self, group: str = ENTRY_POINT_GROUP) -> None:
@@ -96,11 +111,11 @@ class PluginHost:
         disabled = _env_names(ENV_DISABLE) or set()
         entry_points = sorted(importlib.metadata.entry_points(group=group), key=lambda e: e.name)
         for ep in entry_points:
-            if ep.name in self.plugins:
-                continue
             dist = getattr(ep, "dist", None)
             dist_name = dist.metadata["Name"] if dist is not None else None
             version = dist.version if dist is not None else None
+            if ep.name in self.plugins and self.plugins[ep.name].distribution == dist_name:
+                continue  # already loaded: loading is idempotent
             keys = {normalize_name(ep.name), normalize_name(dist_name or "")}
             if (only is not None and not keys & only) or keys & disabled:
                 self.plugins[ep.name] = PluginInfo(ep.name, dist_name, version, "disabled")
@@ -191,7 +206,8 @@ class PluginHost:
             f"{ENV_DISABLE}={name}"
         )
         info = PluginInfo(name, distribution, version, "failed", error, hint, attempted)
-        self.plugins.setdefault(name, info)
+        key = name if name not in self.plugins else f"{name} ({distribution or 'unknown'})"
+        self.plugins.setdefault(key, info)
         self.registry.failed.append(FailedPlugin(name, distribution, version, error, attempted))
         return info
 

@@ -20,7 +20,7 @@ import torch
 from pydantic import BaseModel
 from torch.utils.data import DataLoader, Dataset
 
-from torchyard.config import metric_key, record_of, resolve_monitor
+from torchyard.config import COMPONENT_SECTIONS, metric_key, record_of, resolve_monitor
 from torchyard.data import DataBundle
 from torchyard.device import (
     Precision,
@@ -74,6 +74,9 @@ class Run:
     writer: Any
     monitor: str
     mode: Literal["min", "max"]
+    #: Values filled in from the data or the run, by config section
+    #: (``{"model": {"num_classes": 10}}``), for the resolved config.yaml.
+    resolved: dict[str, dict[str, Any]] = field(default_factory=dict)
     extras: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -96,6 +99,7 @@ def build_component(
     *args: Any,
     context: dict[str, Any] | None = None,
     overrides: dict[str, Any] | None = None,
+    injected: dict[str, Any] | None = None,
 ) -> Any:
     """Call a component's factory with its validated params.
 
@@ -103,9 +107,10 @@ def build_component(
     config does not set explicitly (``num_classes`` for a model, say);
     ``overrides`` replace parameters outright (durations converted to
     steps, say). Section keys that are not the factory's parameters
-    (``log_as``, ``warmup``, ...) are not passed. A ``ValueError`` or
-    ``TypeError`` from the factory is reported as a config problem of that
-    section.
+    (``log_as``, ``warmup``, ...) are not passed. The context values used
+    are recorded in ``injected``, so the run's ``config.yaml`` states them.
+    A ``ValueError`` or ``TypeError`` from the factory is reported as a
+    config problem of that section.
     """
     record = record_of(spec)
     own = {info.alias or name for name, info in record.params.model_fields.items()}
@@ -114,8 +119,11 @@ def build_component(
     if context:
         accepted = _accepted_parameters(record.factory)
         for key, value in context.items():
-            if key in accepted and key not in spec.model_fields_set:
+            # a run's own config.yaml states the filled-in value, or null
+            if key in accepted and (key not in spec.model_fields_set or kwargs.get(key) is None):
                 kwargs[key] = value
+                if injected is not None:
+                    injected[key] = value
     try:
         return record.build(*args, **kwargs)
     except (ValueError, TypeError) as e:
@@ -211,7 +219,8 @@ def build_run(config: BaseModel, host: PluginHost, out_dir: Path, *, train: bool
     _check_data(data, train=train)
     context = data.context()
 
-    model = build_component(cfg.model, context=context)
+    resolved: dict[str, dict[str, Any]] = {}
+    model = build_component(cfg.model, context=context, injected=resolved.setdefault("model", {}))
     if not isinstance(model, torch.nn.Module):
         raise ConfigError(f"model: '{record_of(cfg.model).name}' did not return a torch.nn.Module")
     model.to(device)
@@ -223,12 +232,12 @@ def build_run(config: BaseModel, host: PluginHost, out_dir: Path, *, train: bool
             f"'{record_of(cfg.data).name}' has none; monitor 'train/loss' instead"
         )
     metrics: dict[str, Metric] = {}
-    for spec in cfg.metrics:
-        metric = build_component(spec, context=context)
+    for i, spec in enumerate(cfg.metrics):
+        metric = build_component(spec, context=context, injected=resolved.setdefault(f"metrics.{i}", {}))
         metrics[metric_key(spec)] = metric.to(device)
     mode = _resolve_mode(trainer.mode, monitor, metrics)
 
-    loss_fn = build_component(cfg.loss, context=context)
+    loss_fn = build_component(cfg.loss, context=context, injected=resolved.setdefault("loss", {}))
     if isinstance(loss_fn, torch.nn.Module):
         loss_fn.to(device)
 
@@ -236,7 +245,9 @@ def build_run(config: BaseModel, host: PluginHost, out_dir: Path, *, train: bool
     if train:
         optimizer = build_optimizer(cfg.optimizer, model)
         length = TrainingLength(trainer.max_epochs, steps_per_epoch(data, cfg))
-        scheduler = build_schedule(cfg.scheduler, optimizer, length, mode)
+        scheduler = build_schedule(
+            cfg.scheduler, optimizer, length, mode, injected=resolved.setdefault("scheduler", {})
+        )
     writer = build_component(cfg.writer) if cfg.writer is not None else None
     check_ids = getattr(writer, "check_ids", None)
     if callable(check_ids) and data.test_ids is not None:
@@ -257,6 +268,7 @@ def build_run(config: BaseModel, host: PluginHost, out_dir: Path, *, train: bool
         writer=writer,
         monitor=monitor,
         mode=mode,
+        resolved={k: v for k, v in resolved.items() if v},
     )
 
 
@@ -273,7 +285,11 @@ def build_optimizer(spec: Any, model: torch.nn.Module) -> torch.optim.Optimizer:
 
 
 def build_schedule(
-    spec: Any, optimizer: torch.optim.Optimizer, length: TrainingLength, mode: str
+    spec: Any,
+    optimizer: torch.optim.Optimizer,
+    length: TrainingLength,
+    mode: str,
+    injected: dict[str, Any] | None = None,
 ) -> LRSchedule | None:
     """The scheduler with its durations in steps or epochs, and its warmup."""
     if spec is None:
@@ -285,7 +301,13 @@ def build_schedule(
     flat = [v for value in values.values() for v in (value if isinstance(value, list) else [value])]
     interval = native
     if native == "epoch":
-        if spec.interval == "step" or any(v is not None and needs_steps(v) for v in flat):
+        in_steps = [v for v in flat if v is not None and needs_steps(v)]
+        if in_steps and spec.interval == "epoch":
+            raise ConfigError(
+                f"scheduler.interval: 'epoch' cannot honour the duration {in_steps[0]!r}; "
+                "give it in whole epochs, or drop interval to step per optimizer step"
+            )
+        if spec.interval == "step" or in_steps:
             interval = "step"
     elif spec.interval is not None and spec.interval != native:
         raise ConfigError(
@@ -306,7 +328,9 @@ def build_schedule(
     # a scheduler stepping on the monitored value follows its direction
     # (ReduceLROnPlateau would otherwise minimize accuracy)
     context = {"mode": mode} if native == "metric" else {}
-    scheduler = build_component(spec, optimizer, context=context, overrides=overrides)
+    scheduler = build_component(
+        spec, optimizer, context=context, overrides=overrides, injected=injected
+    )
     return LRSchedule(
         optimizer,
         scheduler,
@@ -354,12 +378,28 @@ def _resolve_mode(mode: str, monitor: str, metrics: dict[str, Metric]) -> Litera
     return "min"  # losses
 
 
-def write_resolved_config(run_dir: Path, config: BaseModel) -> Path:
-    """Save the validated config, defaults filled in, as ``config.yaml``."""
+def write_resolved_config(
+    run_dir: Path, config: BaseModel, resolved: dict[str, dict[str, Any]] | None = None
+) -> Path:
+    """Save the validated config as ``config.yaml``: defaults and the values
+    filled in from the data (``resolved``) written out, so running it again
+    does the same."""
     import yaml
 
     path = run_dir / "config.yaml"
     data = json.loads(config.model_dump_json(by_alias=True))
+    for section, values in (resolved or {}).items():
+        node: Any = data
+        for part in section.split("."):
+            node = node[int(part)] if isinstance(node, list) else node[part]
+        node.update(json.loads(json.dumps(values, default=list)))
+    for section in COMPONENT_SECTIONS:  # `name` first: it is what a reader looks for
+        specs = data.get(section)
+        for spec in specs if isinstance(specs, list) else [specs]:
+            if isinstance(spec, dict) and "name" in spec:
+                ordered = {"name": spec.pop("name"), **spec}
+                spec.clear()
+                spec.update(ordered)
     with atomic_write(path) as f:
         yaml.safe_dump(data, f, sort_keys=False)
     return path

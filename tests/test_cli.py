@@ -296,3 +296,29 @@ def test_python_dash_m_and_no_torch_for_listing(tmp_path: Path) -> None:
         [sys.executable, "-m", "torchyard", "--version"], capture_output=True, text=True, cwd=tmp_path
     )
     assert version.stdout.strip() == f"torchyard {torchyard.__version__}"
+
+
+@pytest.mark.slow
+def test_a_runs_config_yaml_runs_again(cli: Any, tmp_path: Path) -> None:
+    """config.yaml states what ran, filled-in values included, so it reruns."""
+    first = tmp_path / "first"
+    config = _small_config(tmp_path, max_epochs=1, limit_train_batches=3)
+    result = cli("run", config, "--out", first, "--set", "scheduler={name: reduce_lr_on_plateau}")
+    assert result.exit_code == 0, result.output
+    resolved = yaml.safe_load((first / "config.yaml").read_text())
+    assert list(resolved["model"])[0] == "name"
+    assert resolved["model"]["num_classes"] == 10 and resolved["model"]["in_channels"] == 1
+    assert resolved["scheduler"]["mode"] == "max"  # follows val/accuracy
+    again = cli("run", first / "config.yaml", "--out", tmp_path / "again")
+    assert again.exit_code == 0, again.output
+    predicted = cli("predict", first / "config.yaml", "-c", first / "checkpoints" / "best.pt", "--out", tmp_path / "p")
+    assert predicted.exit_code == 0, predicted.output
+    pd.testing.assert_frame_equal(
+        pd.read_csv(tmp_path / "p" / "submission.csv"), pd.read_csv(first / "submission.csv")
+    )
+
+
+def test_debug_env_shows_the_traceback(cli: Any, tmp_path: Path) -> None:
+    result = cli("check", tmp_path / "nope.yaml", env={"TORCHYARD_DEBUG": "1"})
+    assert result.exit_code == 1
+    assert "config file not found" in str(result.exception)

@@ -354,3 +354,19 @@ def test_monitoring_validation_without_a_validation_split(
     digits_config["metrics"] = []
     result = Trainer(make_run(digits_config, builtin_host, tmp_path)).fit()
     assert result.best_epoch is not None and "val/loss" not in result.rows[0]
+
+
+def test_a_failing_lifecycle_hook_names_its_plugin(
+    builtin_host: PluginHost, digits_config: dict[str, Any], tmp_path: Path
+) -> None:
+    from torchyard.errors import PluginError
+
+    class Grumpy:
+        @torchyard.hookimpl
+        def on_epoch_end(self, epoch: int) -> None:
+            raise ValueError(f"no thanks to epoch {epoch}")
+
+    builtin_host.add_plugin(Grumpy(), "grumpy")
+    run = make_run(digits_config, builtin_host, tmp_path)
+    with pytest.raises(PluginError, match="plugin 'grumpy' failed in on_epoch_end: ValueError: no thanks to epoch 1"):
+        Trainer(run).fit()

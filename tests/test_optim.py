@@ -209,3 +209,11 @@ def test_lr_command_prints_and_plots(cli: Any, tmp_path: Path) -> None:
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     every = cli("lr", EXAMPLES / "digits.yaml", "--every-step")
     assert every.stdout.count("\n") > 400
+
+
+def test_explicit_epoch_interval_refuses_step_durations(
+    builtin_host: PluginHost, config: dict[str, Any], tmp_path: Path
+) -> None:
+    config["scheduler"] = {"name": "cosine_annealing_lr", "T_max": "200 steps", "interval": "epoch"}
+    with pytest.raises(ConfigError, match="'epoch' cannot honour the duration '200 steps'"):
+        make(config, builtin_host, tmp_path)

@@ -225,3 +225,25 @@ def test_real_installed_distribution_is_listed(tmp_path: Path) -> None:
     assert rows["tiny_l1"]["version"] == "0.3.1"
     assert rows["tiny_l1"]["description"] == "L1, from a real install."
     assert rows["cross_entropy"]["distribution"] == "torchyard"
+
+
+def test_same_entry_point_name_from_two_distributions(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.metadata as md
+
+    class FakeDist:
+        def __init__(self, name: str) -> None:
+            self.metadata = {"Name": name}
+            self.version = "1.0"
+
+    first = md.EntryPoint("extra", "tests.plugins.extra_components", "torchyard")
+    second = md.EntryPoint("extra", "tests.plugins.duplicate_ce", "torchyard")
+    for ep, dist in ((first, "dist-a"), (second, "dist-b")):
+        object.__setattr__(ep, "dist", FakeDist(dist))
+    monkeypatch.setattr(md, "entry_points", lambda **kw: [first, second] if kw.get("group") == "torchyard" else [])
+    host = PluginHost()
+    host.load_entrypoints()
+    assert host.plugins["extra"].status == "ok"
+    failed = host.plugins["extra (dist-b)"]
+    assert failed.status == "failed" and "already taken by dist-a" in (failed.error or "")
+    host.load_entrypoints()  # idempotent: nothing new, nothing lost
+    assert len([p for p in host.plugins.values() if p.status == "failed"]) == 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -35,6 +36,15 @@ OutOpt = Annotated[
         show_default=False,
     ),
 ]
+PredictOutOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--out",
+        "-o",
+        help="Output directory (default: runs/<config name>/<timestamp>-predict).",
+        show_default=False,
+    ),
+]
 OverwriteOpt = Annotated[
     bool, typer.Option("--overwrite", help="Write into an existing, non-empty --out directory.")
 ]
@@ -58,6 +68,8 @@ def user_errors(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except TorchyardError as e:
+            if os.environ.get("TORCHYARD_DEBUG"):
+                raise
             render_error(e)
             raise typer.Exit(USER_ERROR) from None
         except KeyboardInterrupt:

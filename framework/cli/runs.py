@@ -7,7 +7,15 @@ from typing import Annotated, Any
 
 import typer
 
-from torchyard.cli._common import ConfigArg, OutOpt, OverwriteOpt, SetOpt, host, user_errors
+from torchyard.cli._common import (
+    ConfigArg,
+    OutOpt,
+    OverwriteOpt,
+    PredictOutOpt,
+    SetOpt,
+    host,
+    user_errors,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -64,7 +72,7 @@ def run(
     with _threads(config.trainer.num_threads):
         run_ = build_run(config, host(), out_dir)
         create_run_dir(out_dir)
-        write_resolved_config(out_dir, config)
+        write_resolved_config(out_dir, config, run_.resolved)
         reporter.info(
             f"run directory: {out_dir}  (device {run_.device}, "
             f"precision {config.trainer.precision})"
@@ -84,7 +92,7 @@ def predict(
     checkpoint: Annotated[
         Path, typer.Option("--checkpoint", "-c", help="Checkpoint to predict with (e.g. best.pt).")
     ],
-    out: OutOpt = None,
+    out: PredictOutOpt = None,
     overrides: SetOpt = None,
     overwrite: OverwriteOpt = False,
 ) -> None:
