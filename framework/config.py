@@ -42,6 +42,7 @@ __all__ = [
     "apply_overrides",
     "build_config_model",
     "load_config",
+    "missing_requirements",
     "read_config_file",
     "record_of",
     "section_model",
@@ -438,6 +439,12 @@ def validate_config(
     data: Mapping[str, Any], registry: Registry, model: type[BaseModel] | None = None
 ) -> BaseModel:
     """Validate a raw config; raise :class:`ConfigError` with every problem."""
+    requires = data.get("requires")
+    if isinstance(requires, list) and all(isinstance(r, str) for r in requires):
+        # first: without its plugins, the rest of the config cannot make sense
+        missing = missing_requirements(requires)
+        if missing:
+            raise ConfigError(*missing)
     model = model or build_config_model(registry)
     try:
         config = model.model_validate(data)
@@ -477,6 +484,37 @@ def resolve_monitor(config: Any) -> str:
     if config.trainer.monitor:
         return str(config.trainer.monitor)
     return f"val/{metric_key(config.metrics[0])}" if config.metrics else "val/loss"
+
+
+def missing_requirements(requires: Sequence[str]) -> list[str]:
+    """One problem per requirement that the installed distributions miss.
+
+    Checked before any work, like pytest's ``required_plugins``: a config
+    that needs a plugin says so, and the message gives the install command.
+    """
+    import importlib.metadata
+
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    problems = []
+    for i, text in enumerate(requires):
+        try:
+            requirement = Requirement(text)
+        except InvalidRequirement as e:
+            problems.append(f"requires.{i}: {text!r} is not a valid requirement: {e}")
+            continue
+        install = f"install it with: torchyard install '{text}'"
+        try:
+            version = importlib.metadata.version(requirement.name)
+        except importlib.metadata.PackageNotFoundError:
+            problems.append(f"requires.{i}: {requirement.name} is not installed; {install}")
+            continue
+        if requirement.specifier and not requirement.specifier.contains(version, prereleases=True):
+            problems.append(
+                f"requires.{i}: {text!r} needs another version than the installed "
+                f"{requirement.name} {version}; {install}"
+            )
+    return problems
 
 
 def _cross_checks(config: Any) -> list[str]:

@@ -15,12 +15,16 @@ Environment variables:
 ``TORCHYARD_DISABLE_PLUGINS``
     Comma-separated plugin or distribution names never to load (for a broken
     plugin you cannot uninstall right now).
+``TORCHYARD_TRACE_HOOKS``
+    Set (to anything but empty or 0): log every hook call -- plugin, hook,
+    order and milliseconds -- to stderr.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
 import os
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -45,6 +49,19 @@ __all__ = [
 ENTRY_POINT_GROUP = "torchyard"
 ENV_LOAD = "TORCHYARD_LOAD_PLUGINS"
 ENV_DISABLE = "TORCHYARD_DISABLE_PLUGINS"
+ENV_TRACE = "TORCHYARD_TRACE_HOOKS"
+
+
+def tracing() -> bool:
+    return os.environ.get(ENV_TRACE, "") not in ("", "0")
+
+
+def _trace(plugin: str, hook: str, started: float, error: BaseException | None = None) -> None:
+    import sys
+
+    elapsed = (time.perf_counter() - started) * 1000
+    outcome = f" raised {type(error).__name__}" if error is not None else ""
+    print(f"trace: {plugin} {hook} {elapsed:.2f} ms{outcome}", file=sys.stderr)
 
 
 @dataclass(frozen=True)
@@ -92,13 +109,19 @@ class PluginHost:
             names the plugin (``TORCHYARD_DEBUG=1`` shows the traceback).
         """
         caller = getattr(self.pm.hook, hook_name)
+        trace = tracing()
         for impl in reversed(caller.get_hookimpls()):  # pluggy's order: last registered first
+            started = time.perf_counter()
             try:
                 impl.function(**{arg: kwargs[arg] for arg in impl.argnames})
             except Exception as e:  # noqa: BLE001 - reported with the plugin's name
+                if trace:
+                    _trace(impl.plugin_name, hook_name, started, e)
                 raise PluginError(
                     f"plugin '{impl.plugin_name}' failed in {hook_name}: {_err(e)}"
                 ) from e
+            if trace:
+                _trace(impl.plugin_name, hook_name, started)
 
     # -- loading -------------------------------------------------------------
 
@@ -120,8 +143,11 @@ class PluginHost:
             if (only is not None and not keys & only) or keys & disabled:
                 self.plugins[ep.name] = PluginInfo(ep.name, dist_name, version, "disabled")
                 continue
+            started = time.perf_counter()
             try:
                 plugin = ep.load()
+                if tracing():
+                    _trace(ep.name, "import", started)
             except Exception as e:  # noqa: BLE001 - a broken plugin must not break torchyard
                 self._fail(ep.name, dist_name, version, f"cannot import '{ep.value}': {_err(e)}")
                 continue
@@ -172,14 +198,19 @@ class PluginHost:
             for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
                 if impl.plugin is not plugin:
                     continue
+                started = time.perf_counter()
                 try:
                     impl.function(**{arg: register for arg in impl.argnames})
                 except Exception as e:  # noqa: BLE001 - the plugin's own bug
+                    if tracing():
+                        _trace(name, hook_name, started, e)
                     self.pm.unregister(plugin)
                     attempted = tuple((r.kind, r.name) for r in records)
                     return self._fail(
                         name, distribution, version, f"{hook_name} raised {_err(e)}", attempted
                     )
+                if tracing():
+                    _trace(name, hook_name, started)
         for record in records:
             self.registry.add(record)
         info = PluginInfo(

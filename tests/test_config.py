@@ -228,3 +228,20 @@ def test_schema_validates_the_example_config(builtin_host: PluginHost) -> None:
     example["optimizer"]["lr"] = -1
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(example, schema)
+
+
+def test_requires_is_checked_first(builtin_host: PluginHost, digits_config: dict[str, Any]) -> None:
+    digits_config["requires"] = ["torchyard>=0.1", "torchyard-not-installed-anywhere>=1.0", "torchyard>=99"]
+    digits_config["loss"] = {"name": "from_the_missing_plugin"}
+    assert problems(digits_config, builtin_host) == [
+        "requires.1: torchyard-not-installed-anywhere is not installed; "
+        "install it with: torchyard install 'torchyard-not-installed-anywhere>=1.0'",
+        "requires.2: 'torchyard>=99' needs another version than the installed torchyard 0.1.0; "
+        "install it with: torchyard install 'torchyard>=99'",
+    ]
+
+
+def test_requires_must_be_valid(builtin_host: PluginHost, digits_config: dict[str, Any]) -> None:
+    digits_config["requires"] = ["not a requirement!"]
+    (problem,) = problems(digits_config, builtin_host)
+    assert problem.startswith("requires.0: 'not a requirement!' is not a valid requirement")

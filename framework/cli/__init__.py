@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import typer
 
-from torchyard.cli import components, runs
+from torchyard.cli import components, manage, runs
 
 __all__ = ["app", "main"]
 
@@ -23,12 +23,23 @@ app = typer.Typer(
 )
 components.register(app)
 runs.register(app)
+manage.register(app)
 
 
 @app.callback(invoke_without_command=True)
 def _root(
     version: bool = typer.Option(False, "--version", help="Print the version and exit."),
+    trace_hooks: bool = typer.Option(
+        False,
+        "--trace-hooks",
+        help="Log every plugin hook call (plugin, hook, milliseconds) to stderr; "
+        "same as TORCHYARD_TRACE_HOOKS=1.",
+    ),
 ) -> None:
+    if trace_hooks:
+        import os
+
+        os.environ["TORCHYARD_TRACE_HOOKS"] = "1"
     if version:
         from torchyard import __version__
 
