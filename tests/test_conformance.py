@@ -1,0 +1,102 @@
+"""torchyard.testing: the kit plugin authors run; the built-ins pass it too."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import torchyard
+from torchyard.plugins import PluginHost, get_host
+from torchyard.testing import check_component, check_plugin, random_batch
+
+from .plugins import extra_components
+
+BUILTINS = get_host().registry.records()
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("template") / "info.csv"
+    path.write_text("id,ans\n" + "".join(f"{i},\n" for i in range(6)))
+    return path
+
+
+@pytest.mark.parametrize("record", BUILTINS, ids=lambda r: f"{r.kind}:{r.name}")
+def test_every_builtin_passes_the_kit(record: Any, template: Path) -> None:
+    params = {
+        "writer:template": {"path": str(template)},
+        "scheduler:exponential_lr": {"gamma": 0.9},  # torch has no default
+    }.get(f"{record.kind}:{record.name}")
+    check_component(record, params)
+
+
+def test_a_good_plugin_passes() -> None:
+    records = check_plugin(extra_components, params={})
+    assert {r.name for r in records} == {"scaled_mse", "focal_lite"}
+
+
+def test_the_kit_reports_every_failure() -> None:
+    import torch
+
+    def exploding(**_: Any) -> Any:
+        return lambda outputs, targets: (outputs * float("inf")).sum()
+
+    def not_a_scalar(**_: Any) -> Any:
+        return lambda outputs, targets: outputs
+
+    class Bad:
+        @torchyard.hookimpl
+        def register_losses(self, register: Any) -> None:
+            register("exploding", exploding)
+            register("not_a_scalar", not_a_scalar)
+
+        @torchyard.hookimpl
+        def register_models(self, register: Any) -> None:
+            register("wrong_shape", lambda num_classes=3: torch.nn.Flatten())
+
+    with pytest.raises(AssertionError) as info:
+        check_plugin(Bad(), name="bad")
+    message = str(info.value)
+    assert "loss 'exploding' (bad): the loss is nan" in message
+    assert "loss 'not_a_scalar' (bad): the loss is not a scalar tensor" in message
+    assert "model 'wrong_shape' (bad): outputs of shape (2, 768)" in message
+
+
+def test_a_plugin_that_fails_to_load_fails_the_kit() -> None:
+    from .plugins import raising_hook
+
+    with pytest.raises(AssertionError, match="failed to load: register_losses raised RuntimeError"):
+        check_plugin(raising_hook)
+
+
+def test_a_metric_that_forgets_reset_is_caught(empty_host: PluginHost) -> None:
+    import torch
+
+    from torchyard.metric import Metric
+
+    class Sticky(Metric):
+        def __init__(self) -> None:
+            super().__init__()
+            self.seen = 0
+
+        def update(self, outputs: torch.Tensor, targets: torch.Tensor) -> None:
+            self.seen += len(targets)
+
+        def compute(self) -> float:
+            return float(self.seen)
+
+    class Plugin:
+        @torchyard.hookimpl
+        def register_metrics(self, register: Any) -> None:
+            register("sticky", Sticky)
+
+    with pytest.raises(AssertionError, match="reset\\(\\) does not start over"):
+        check_plugin(Plugin(), name="sticky-plugin")
+
+
+@pytest.mark.parametrize("kind", ["classes", "binary", "multilabel", "values", "ranking"])
+def test_random_batches_have_matching_lengths(kind: str) -> None:
+    outputs, targets = random_batch(kind, n=10)
+    assert len(outputs) == len(targets) == 10
