@@ -18,8 +18,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Discriminator,
@@ -30,9 +30,11 @@ from pydantic import (
     field_validator,
 )
 
+from torchyard.config_io import apply_overrides, read_config_file
 from torchyard.errors import ConfigError, TorchyardError, did_you_mean
 from torchyard.params import ParamsModel
 from torchyard.registry import ComponentRecord, Registry
+from torchyard.splits import SplitConfig
 
 __all__ = [
     "COMPONENT_SECTIONS",
@@ -186,6 +188,17 @@ def build_config_model(registry: Registry) -> type[BaseModel]:
             fields[section] = (component | None, Field(None, description=f"The {kind}."))
         else:
             fields[section] = (component, Field(description=f"The {kind}."))
+    transform = _component_type(registry, "transform", broken)
+    transforms = create_model(
+        "TransformsConfig",
+        __config__=ConfigDict(extra="forbid"),
+        __doc__="Per-sample transforms, composed in order and given to the dataset.",
+        train=(list[transform], Field(default_factory=list, description="Applied to training samples.")),  # type: ignore[valid-type]
+        eval=(
+            list[transform],  # type: ignore[valid-type]
+            Field(default_factory=list, description="Applied to validation and test samples."),
+        ),
+    )
     model = create_model(
         "RunConfig",
         __config__=ConfigDict(extra="forbid", protected_namespaces=()),
@@ -199,6 +212,11 @@ def build_config_model(registry: Registry) -> type[BaseModel]:
         ),
         trainer=(TrainerConfig, Field(default_factory=TrainerConfig)),
         loader=(LoaderConfig, Field(default_factory=LoaderConfig)),
+        split=(
+            SplitConfig | None,
+            Field(None, description="Carve validation out of the labelled data: holdout or k-fold."),
+        ),
+        transforms=(transforms, Field(default_factory=transforms)),
         **fields,
     )
     model.__torchyard_broken__ = broken
@@ -257,7 +275,16 @@ def _component_type(registry: Registry, kind: str, broken: dict[str, str]) -> An
             return None
 
     if not members:
-        return Annotated[dict, Field(json_schema_extra={"not": {}})]
+        # nothing of this kind is usable: any mention is an error saying why
+        def refuse(value: Any) -> Any:
+            name = value.get("name") if isinstance(value, Mapping) else value
+            try:
+                registry.get(kind, str(name))
+            except TorchyardError as e:
+                raise ValueError(str(e)) from None
+            raise ValueError(f"{kind} {name!r} is unusable")
+
+        return Annotated[Any, AfterValidator(refuse), Field(json_schema_extra={"not": {}})]
     union = members[0] if len(members) == 1 else Union[tuple(members)]  # noqa: UP007
     return Annotated[union, Discriminator(tag)]
 
@@ -327,112 +354,7 @@ def _section_fields(record: ComponentRecord, params: type[BaseModel]) -> dict[st
     return fields
 
 
-# -- reading, overriding, validating ----------------------------------------
-
-
-class _ConfigLoader(yaml.SafeLoader):
-    """PyYAML's safe loader, reading ``1e-3`` as a float.
-
-    YAML 1.1 wants a dot in a float (``1.0e-3``); configs are written by
-    people, so exponent-only numbers count as floats here as in YAML 1.2.
-    """
-
-
-_ConfigLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(
-        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
-        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
-        |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
-        |[-+]?\.(?:inf|Inf|INF)
-        |\.(?:nan|NaN|NAN))$""",
-        re.X,
-    ),
-    list("-+0123456789."),
-)
-
-
-def parse_yaml(text: str) -> Any:
-    """Parse YAML with the safe config loader."""
-    return yaml.load(text, Loader=_ConfigLoader)  # noqa: S506 - a SafeLoader subclass
-
-
-def read_config_file(path: str | Path) -> dict[str, Any]:
-    """Parse a YAML or JSON config file with a safe loader."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found") from None
-    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{path}: cannot read config: {e}") from None
-    try:
-        data = json.loads(text) if path.suffix.lower() == ".json" else parse_yaml(text)
-    except json.JSONDecodeError as e:
-        raise ConfigError(f"{path}:{e.lineno}:{e.colno}: invalid JSON: {e.msg}") from None
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
-        problem = getattr(e, "problem", None) or str(e)
-        raise ConfigError(f"{where}: invalid YAML: {problem}") from None
-    if data is None:
-        raise ConfigError(f"{path}: config file is empty")
-    if not isinstance(data, dict):
-        raise ConfigError(
-            f"{path}: a config is a mapping of sections (model, data, ...), "
-            f"got {type(data).__name__}"
-        )
-    return data
-
-
-def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
-    """Apply ``dotted.key=value`` overrides (values parsed as YAML) to a copy."""
-    import copy
-
-    data = copy.deepcopy(data)
-    problems: list[str] = []
-    for override in overrides:
-        key, sep, raw = override.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            problems.append(f"--set {override!r}: expected KEY=VALUE, e.g. optimizer.lr=0.01")
-            continue
-        try:
-            value = parse_yaml(raw) if raw.strip() else ""
-        except yaml.YAMLError:
-            value = raw
-        try:
-            _set_dotted(data, key.split("."), value)
-        except (KeyError, IndexError, TypeError) as e:
-            problems.append(f"--set {key}: {e.args[0] if e.args else e}")
-    if problems:
-        raise ConfigError(*problems)
-    return data
-
-
-def _set_dotted(node: Any, parts: list[str], value: Any) -> None:
-    for i, part in enumerate(parts):
-        last = i == len(parts) - 1
-        where = ".".join(parts[: i + 1])
-        if isinstance(node, list):
-            if not part.lstrip("-").isdigit():
-                raise TypeError(f"'{'.'.join(parts[:i]) or '<root>'}' is a list; use an index")
-            index = int(part)
-            if not -len(node) <= index < len(node):
-                raise IndexError(f"'{where}': index out of range (list has {len(node)} items)")
-            if last:
-                node[index] = value
-            else:
-                node = node[index]
-        elif isinstance(node, dict):
-            if last:
-                node[part] = value
-            else:
-                node = node.setdefault(part, {})
-                if node is None:
-                    raise TypeError(f"'{where}' is empty; set it as a whole")
-        else:
-            raise TypeError(f"'{'.'.join(parts[:i])}' is a {type(node).__name__}, not a section")
+# -- validating ----------------------------------------------------------------
 
 
 def validate_config(
@@ -552,7 +474,7 @@ def _format_errors(
     for err in error.errors(include_url=False):
         loc = [str(p) for p in err["loc"] if not (isinstance(p, str) and p in tags)]
         path = ".".join(loc) or "<config>"
-        kind = COMPONENT_SECTIONS.get(loc[0]) if loc else None
+        kind = _kind_at(loc)
         if err["type"] in ("union_tag_invalid", "union_tag_not_found") and kind:
             lines.append(_component_name_problem(path, kind, _get(data, loc), registry, broken))
             continue
@@ -563,6 +485,15 @@ def _format_errors(
             continue
         lines.append(f"{path}: {_describe(err)}")
     return list(dict.fromkeys(lines))
+
+
+def _kind_at(loc: Sequence[str]) -> str | None:
+    """The component kind of the section at ``loc``, if it is one."""
+    if not loc:
+        return None
+    if loc[0] == "transforms":
+        return "transform" if len(loc) >= 3 else None
+    return COMPONENT_SECTIONS.get(loc[0])
 
 
 def _allowed_keys(
@@ -577,16 +508,19 @@ def _allowed_keys(
         if len(loc) > 1 and loc[1] == "early_stopping":
             target = EarlyStopping
         return list(target.model_fields)
-    kind = COMPONENT_SECTIONS.get(section)
+    if section == "split":
+        return list(SplitConfig.model_fields)
+    if section == "transforms" and len(loc) == 1:
+        return ["train", "eval"]
+    kind = _kind_at(loc)
     spec = _get(data, loc)
     if kind is None or not isinstance(spec, Mapping):
         return []
     try:
-        fields = registry.get(kind, str(spec.get("name"))).params.model_fields
+        fields = section_model(registry.get(kind, str(spec.get("name")))).model_fields
     except TorchyardError:
         return []
-    extra = ["name", "log_as"] if kind == "metric" else ["name"]
-    return [f.alias or n for n, f in fields.items()] + extra
+    return [f.alias or n for n, f in fields.items()]
 
 
 def _component_name_problem(

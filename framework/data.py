@@ -17,7 +17,22 @@ import numpy as np
 if TYPE_CHECKING:
     from torch.utils.data import Dataset
 
-__all__ = ["DataBundle", "Predictions"]
+__all__ = ["Compose", "DataBundle", "Predictions"]
+
+
+class Compose:
+    """Apply transforms in order (torchvision's Compose, without needing it)."""
+
+    def __init__(self, transforms: Sequence[Any]) -> None:
+        self.transforms = list(transforms)
+
+    def __call__(self, sample: Any) -> Any:
+        for transform in self.transforms:
+            sample = transform(sample)
+        return sample
+
+    def __repr__(self) -> str:
+        return f"Compose({self.transforms!r})"
 
 
 @dataclass
@@ -39,8 +54,16 @@ class DataBundle:
     #: The shape of one input sample, e.g. ``(1, 8, 8)``.
     input_shape: tuple[int, ...] | None = None
     #: Training targets, when cheap to give, so labels can be checked
-    #: against ``num_classes`` before training starts.
+    #: against ``num_classes`` before training starts, and so a ``split``
+    #: section can stratify.
     train_targets: Sequence[Any] | None = field(default=None, repr=False)
+    #: One group per training sample (a person, a patient), so a ``split``
+    #: never puts one group on both sides.
+    groups: Sequence[Any] | None = field(default=None, repr=False)
+    #: The training samples again with evaluation transforms: validation
+    #: folds carved out of ``train`` by a ``split`` section are taken from
+    #: here. Default: ``train`` itself.
+    train_eval: Dataset[Any] | None = field(default=None, repr=False)
 
     @property
     def in_channels(self) -> int | None:

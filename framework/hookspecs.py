@@ -39,6 +39,7 @@ REGISTRATION_HOOKS: dict[str, str] = {
     "scheduler": "register_schedulers",
     "metric": "register_metrics",
     "writer": "register_writers",
+    "transform": "register_transforms",
 }
 
 # --------------------------------------------------------------------------
@@ -149,6 +150,20 @@ def register_writers(register: Register) -> None:
     :class:`torchyard.DataError`; it is called before training starts.
 
     :param register: call ``register(name, factory, ...)`` once per writer.
+    """
+
+
+@hookspec
+def register_transforms(register: Register) -> None:
+    """Register data-transform factories.
+
+    A transform factory returns a callable applied to one sample's input
+    (a ``torchvision.transforms.v2`` transform, say). Configs list them under
+    ``transforms.train`` and ``transforms.eval``; torchyard composes each list
+    and hands the results to the dataset factory as its ``train_transform``
+    and ``eval_transform`` parameters, when it has them.
+
+    :param register: call ``register(name, factory, ...)`` once per transform.
     """
 
 

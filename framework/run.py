@@ -200,8 +200,16 @@ def create_run_dir(out_dir: Path) -> Path:
     return out_dir
 
 
-def build_run(config: BaseModel, host: PluginHost, out_dir: Path, *, train: bool = True) -> Run:
-    """Build every component of ``config``; check the data before any training."""
+def build_run(
+    config: BaseModel, host: PluginHost, out_dir: Path, *, train: bool = True, fold: int = 0
+) -> Run:
+    """Build every component of ``config``; check the data before any training.
+
+    With a ``split`` section, the validation part is carved out of the
+    dataset's labelled samples; ``fold`` picks which of the split's
+    (train, validation) pairs to use (the number of pairs is in
+    ``run.extras["folds"]``).
+    """
     cfg: Any = config
     trainer = cfg.trainer
     if trainer.seed is not None:
@@ -210,13 +218,16 @@ def build_run(config: BaseModel, host: PluginHost, out_dir: Path, *, train: bool
     device = resolve_device(trainer.device)
     precision = resolve_precision(trainer.precision, device)
 
-    data = build_component(cfg.data)
+    data = build_component(cfg.data, context=_transforms(cfg))
     if not isinstance(data, DataBundle):
         raise ConfigError(
             f"data: dataset '{record_of(cfg.data).name}' returned {type(data).__name__}, "
             "not a torchyard.data.DataBundle"
         )
     _check_data(data, train=train)
+    extras: dict[str, Any] = {}
+    if cfg.split is not None and train:
+        data, extras = _split(data, cfg, fold)
     context = data.context()
 
     resolved: dict[str, dict[str, Any]] = {}
@@ -269,7 +280,68 @@ def build_run(config: BaseModel, host: PluginHost, out_dir: Path, *, train: bool
         monitor=monitor,
         mode=mode,
         resolved={k: v for k, v in resolved.items() if v},
+        extras=extras,
     )
+
+
+def _transforms(cfg: Any) -> dict[str, Any]:
+    """The composed train and eval transforms, as dataset-factory context."""
+    from torchyard.data import Compose
+
+    context = {}
+    for split in ("train", "eval"):
+        specs = getattr(cfg.transforms, split)
+        if specs:
+            context[f"{split}_transform"] = Compose([build_component(spec) for spec in specs])
+    if context:
+        accepted = _accepted_parameters(record_of(cfg.data).factory)
+        for key in context:
+            if key not in accepted:
+                raise ConfigError(
+                    f"transforms.{key.removesuffix('_transform')}: dataset "
+                    f"'{record_of(cfg.data).name}' takes no {key} parameter"
+                )
+    return context
+
+
+def _split(data: DataBundle, cfg: Any, fold: int) -> tuple[DataBundle, dict[str, Any]]:
+    """Carve the validation part out of ``data.train`` as ``cfg.split`` says."""
+    import dataclasses
+
+    from torch.utils.data import Subset
+
+    from torchyard.splits import make_splits
+
+    if data.val is not None:
+        raise ConfigError(
+            f"split: dataset '{record_of(cfg.data).name}' makes its own validation split; "
+            "drop the split section, or configure the dataset to leave validation to it"
+        )
+    n = len(data.train)  # type: ignore[arg-type]
+    pairs, warnings = make_splits(cfg.split, data.train_targets, data.groups, n)
+    if not 0 <= fold < len(pairs):
+        raise ConfigError(f"split: fold {fold} is out of range ({len(pairs)} folds)")
+    train_idx, val_idx = pairs[fold]
+    targets = list(data.train_targets) if data.train_targets is not None else None
+    groups = list(data.groups) if data.groups is not None else None
+    split = dataclasses.replace(
+        data,
+        train=Subset(data.train, train_idx.tolist()),
+        val=Subset(data.train_eval or data.train, val_idx.tolist()),
+        train_targets=[targets[i] for i in train_idx] if targets is not None else None,
+        groups=[groups[i] for i in train_idx] if groups is not None else None,
+        train_eval=None,
+    )
+    extras = {
+        "folds": len(pairs),
+        "fold": cfg.split.fold if cfg.split.fold is not None else fold,
+        "val_indices": val_idx,
+        "val_targets": [targets[i] for i in val_idx] if targets is not None else None,
+        "split_warnings": warnings,
+    }
+    if groups is not None:
+        extras["groups_overlap"] = len({groups[i] for i in train_idx} & {groups[i] for i in val_idx})
+    return split, extras
 
 
 def build_optimizer(spec: Any, model: torch.nn.Module) -> torch.optim.Optimizer:

@@ -94,7 +94,7 @@ def test_missing_and_malformed_sections(builtin_host: PluginHost, digits_config:
             "optimizer: expected a mapping like {name: ..., <params>}, got 'adam'",
             "model: missing 'name' (which model to use)",
             "data.name: expected a dataset name, got 3",
-            "trainr: unknown key; did you mean 'trainer'?",
+            "trainr: unknown key; did you mean 'trainer' or 'transforms'?",
         ]
     )
 

@@ -26,7 +26,7 @@ class LossPlugin:
 
 
 def test_kinds_match_registration_hooks() -> None:
-    assert KINDS == ("model", "dataset", "loss", "optimizer", "scheduler", "metric", "writer")
+    assert KINDS == ("model", "dataset", "loss", "optimizer", "scheduler", "metric", "writer", "transform")
 
 
 def test_records_are_frozen_and_describe_their_source(empty_host: PluginHost) -> None:

@@ -14,7 +14,13 @@ from torchyard.data import DataBundle
 
 def digits(
     val_fraction: Annotated[
-        float, Field(gt=0, lt=1, description="Share of the labelled part used for validation.")
+        float,
+        Field(
+            ge=0,
+            lt=1,
+            description="Share of the labelled part used for validation; 0 leaves validation "
+            "to the config's split section.",
+        ),
     ] = 0.2,
     test_fraction: Annotated[
         float,
@@ -44,9 +50,12 @@ def digits(
     else:
         labelled, test = index, index[:0]
     test = np.sort(test)  # the submission lists ids in ascending order
-    train, val = train_test_split(
-        labelled, test_size=val_fraction, stratify=y[labelled], random_state=split_seed
-    )
+    if val_fraction > 0:
+        train, val = train_test_split(
+            labelled, test_size=val_fraction, stratify=y[labelled], random_state=split_seed
+        )
+    else:
+        train, val = np.sort(labelled), labelled[:0]
     shape = (64,) if flatten else (1, 8, 8)
 
     def images(rows: np.ndarray) -> torch.Tensor:
@@ -54,7 +63,7 @@ def digits(
 
     return DataBundle(
         train=TensorDataset(images(train), torch.from_numpy(y[train])),
-        val=TensorDataset(images(val), torch.from_numpy(y[val])),
+        val=TensorDataset(images(val), torch.from_numpy(y[val])) if len(val) else None,
         test=TensorDataset(images(test)) if len(test) else None,
         test_ids=test.tolist() if len(test) else None,
         task="classification",
