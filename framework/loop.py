@@ -306,6 +306,7 @@ def fit_and_submit(run: Run, reporter: Reporter) -> dict[str, Any]:
         reporter.warn(f"{run.monitor} was never finite; predicting with the last weights")
     submission = _submit(trainer, reporter)
     reporter.final_table(best_row, last)
+    report = _report(trainer, result, reporter)
     summary = {
         "monitor": run.monitor,
         "mode": run.mode,
@@ -316,6 +317,7 @@ def fit_and_submit(run: Run, reporter: Reporter) -> dict[str, Any]:
         "best_checkpoint": str(result.best_path) if result.best_path else None,
         "last_checkpoint": str(result.last_path) if result.last_path else None,
         "submission": str(submission) if submission else None,
+        "report": report,
         "final": {k: v for k, v in last.items() if k not in ("epoch", "step", "time_s")},
     }
     with atomic_write(run.out_dir / "summary.json") as f:
@@ -324,6 +326,19 @@ def fit_and_submit(run: Run, reporter: Reporter) -> dict[str, Any]:
         json.dump(summary, f, indent=2)
     run.host.call("on_run_end", run=run, summary=summary)
     return summary
+
+
+def _report(trainer: Trainer, result: FitResult, reporter: Reporter) -> dict[str, str] | None:
+    """Per-class scores, confusion matrix and curves, for classification runs."""
+    from torchyard.report import collect_outputs, write_report
+
+    run = trainer.run
+    loader = run.loader("val")
+    if run.data.task != "classification" or loader is None:
+        return None
+    outputs, targets = collect_outputs(trainer, loader)
+    names = run.data.class_names
+    return write_report(run.out_dir / "report", outputs, targets, names, result.rows, reporter)
 
 
 def predict_and_submit(run: Run, checkpoint: Path, reporter: Reporter) -> Path | None:

@@ -192,6 +192,9 @@ def test_run_then_predict_end_to_end(cli: Any, tmp_path: Path) -> None:
         "checkpoints/last.pt",
         "config.yaml",
         "metrics.csv",
+        "report/confusion_matrix.png",
+        "report/curves.png",
+        "report/per_class.csv",
         "submission.csv",
         "summary.json",
     ]

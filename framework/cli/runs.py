@@ -63,6 +63,7 @@ def run(
 ) -> None:
     """Train, keep the best checkpoint, predict the test split and write the submission."""
     from torchyard.console import Reporter
+    from torchyard.kfold import fit_folds, is_kfold
     from torchyard.loop import fit_and_submit
     from torchyard.run import build_run, choose_run_dir, create_run_dir, write_resolved_config
 
@@ -70,7 +71,19 @@ def run(
     out_dir = choose_run_dir(out, config_path, overwrite=overwrite)
     reporter = Reporter(progress=config.trainer.progress)
     with _threads(config.trainer.num_threads):
+        if is_kfold(config):
+            # fold 0 is built (and checked) before anything is written
+            probe = build_run(config, host(), out_dir / "fold_0")
+            _warn_split(reporter, probe)
+            create_run_dir(out_dir)
+            write_resolved_config(out_dir, config, probe.resolved)
+            reporter.info(f"run directory: {out_dir}  ({probe.extras['folds']} folds, device {probe.device})")
+            summary = fit_folds(config, host(), out_dir, reporter)
+            oof = summary["oof"].get(probe.monitor)
+            typer.echo(f"out-of-fold {probe.monitor}: {oof:.4f}" if oof is not None else "done")
+            return
         run_ = build_run(config, host(), out_dir)
+        _warn_split(reporter, run_)
         create_run_dir(out_dir)
         write_resolved_config(out_dir, config, run_.resolved)
         reporter.info(
@@ -181,6 +194,11 @@ def _plot_lr(rows: list[tuple[int, int, list[float]]], path: Path) -> None:
     with atomic_path(path) as tmp:
         figure.savefig(tmp, format="png")
     plt.close(figure)
+
+
+def _warn_split(reporter: Any, run_: Any) -> None:
+    for warning in run_.extras.get("split_warnings", ()):
+        reporter.warn(warning)
 
 
 def _threads(count: int | None) -> Any:
