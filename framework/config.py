@@ -217,6 +217,15 @@ def build_config_model(registry: Registry) -> type[BaseModel]:
             Field(None, description="Carve validation out of the labelled data: holdout or k-fold."),
         ),
         transforms=(transforms, Field(default_factory=transforms)),
+        tta=(
+            list[list[transform]],  # type: ignore[valid-type]
+            Field(
+                default_factory=list,
+                description="Test-time augmentation: each item a list of transforms applied to "
+                "the input batch; the class probabilities of the plain batch and of every view "
+                "are averaged.",
+            ),
+        ),
         **fields,
     )
     model.__torchyard_broken__ = broken
@@ -492,6 +501,8 @@ def _kind_at(loc: Sequence[str]) -> str | None:
     if not loc:
         return None
     if loc[0] == "transforms":
+        return "transform" if len(loc) >= 3 else None
+    if loc[0] == "tta":
         return "transform" if len(loc) >= 3 else None
     return COMPONENT_SECTIONS.get(loc[0])
 

@@ -63,7 +63,7 @@ def fit_folds(config: BaseModel, host: PluginHost, out_dir: Path, reporter: Repo
         oof_targets[index] = targets
         test_loader = run.loader("test")
         if test_loader is not None:
-            test_probabilities.append(_softmax(trainer.predict(test_loader)))
+            test_probabilities.append(_softmax(trainer.predict(test_loader, views=run.tta)))
         per_fold.append({
             "fold": k,
             "best_value": result.best_value,

@@ -213,8 +213,14 @@ class Trainer:
             values[f"val/{key}"] = float(metric.compute())
         return values
 
-    def predict(self, loader: Any) -> np.ndarray:
-        """Raw model outputs for every sample of ``loader``, in order."""
+    def predict(self, loader: Any, views: list[Any] | None = None) -> np.ndarray:
+        """Model outputs for every sample of ``loader``, in order.
+
+        With test-time augmentation ``views`` (callables applied to the input
+        batch), the class probabilities of the plain batch and of every view
+        are averaged, and their logarithm is returned (softmax of it gives
+        the averaged probabilities back).
+        """
         run = self.run
         run.model.eval()
         chunks: list[torch.Tensor] = []
@@ -223,7 +229,11 @@ class Trainer:
                 inputs = batch[0] if isinstance(batch, list | tuple) else batch
                 inputs = inputs.to(run.device, non_blocking=self._non_blocking)
                 with run.precision.autocast():
-                    outputs = run.model(inputs)
+                    outputs = run.model(inputs).float()
+                    if views:
+                        probabilities = [probabilities_of(outputs)]
+                        probabilities += [probabilities_of(run.model(view(inputs)).float()) for view in views]
+                        outputs = torch.stack(probabilities).mean(0).clamp_min(1e-12).log()
                 chunks.append(outputs.float().cpu())
         if not chunks:
             return np.zeros((0, 0), dtype=np.float32)
@@ -341,11 +351,49 @@ def _report(trainer: Trainer, result: FitResult, reporter: Reporter) -> dict[str
     return write_report(run.out_dir / "report", outputs, targets, names, result.rows, reporter)
 
 
-def predict_and_submit(run: Run, checkpoint: Path, reporter: Reporter) -> Path | None:
-    """Load ``checkpoint`` into the run's model, predict the test split, write it."""
-    payload = load_checkpoint(checkpoint, map_location=run.device)
-    load_model_weights(run.model, payload, checkpoint)
-    return _submit(Trainer(run, reporter), reporter)
+def probabilities_of(outputs: torch.Tensor) -> torch.Tensor:
+    """Class probabilities of a batch of outputs: softmax, or for one binary
+    logit ``[1 - sigmoid, sigmoid]``."""
+    if outputs.ndim == 1 or outputs.shape[-1] == 1:
+        p = torch.sigmoid(outputs.reshape(-1))
+        return torch.stack([1 - p, p], dim=-1)
+    return torch.softmax(outputs, dim=-1)
+
+
+def resolve_checkpoints(path: Path) -> list[Path]:
+    """A checkpoint file, or a run directory: its best checkpoint, or for a
+    k-fold run every fold's best checkpoint (their predictions are averaged)."""
+    from torchyard.errors import ConfigError
+
+    if path.is_file():
+        return [path]
+    if path.is_dir():
+        folds = sorted(path.glob("fold_*/checkpoints/best.pt"))
+        if folds:
+            return folds
+        if (path / "checkpoints" / "best.pt").is_file():
+            return [path / "checkpoints" / "best.pt"]
+        raise ConfigError(f"--checkpoint {path}: no checkpoints/best.pt or fold_*/checkpoints/best.pt in it")
+    raise ConfigError(f"checkpoint {path}: file not found")
+
+
+def predict_and_submit(run: Run, checkpoints: list[Path], reporter: Reporter) -> Path | None:
+    """Predict the test split with each checkpoint (their class probabilities
+    averaged when several) and write the submission."""
+    trainer = Trainer(run, reporter)
+    loader = run.loader("test")
+    if loader is None:
+        reporter.info("no test split: nothing to predict")
+        return None
+    outputs = []
+    for checkpoint in checkpoints:
+        load_model_weights(run.model, load_checkpoint(checkpoint, map_location=run.device), checkpoint)
+        outputs.append(trainer.predict(loader, views=run.tta))
+    if len(outputs) == 1:
+        return _write(run, outputs[0], reporter)
+    mean = torch.stack([probabilities_of(torch.from_numpy(o)) for o in outputs]).mean(0)
+    reporter.info(f"averaging the probabilities of {len(outputs)} checkpoints")
+    return _write(run, mean.clamp_min(1e-12).log().numpy(), reporter)
 
 
 def _submit(trainer: Trainer, reporter: Reporter) -> Path | None:
@@ -354,7 +402,10 @@ def _submit(trainer: Trainer, reporter: Reporter) -> Path | None:
     if loader is None:
         reporter.info("no test split: nothing to predict")
         return None
-    outputs = trainer.predict(loader)
+    return _write(run, trainer.predict(loader, views=run.tta), reporter)
+
+
+def _write(run: Run, outputs: np.ndarray, reporter: Reporter) -> Path | None:
     ids = list(run.data.test_ids) if run.data.test_ids is not None else list(range(len(outputs)))
     predictions = Predictions(
         ids=ids,

@@ -21,7 +21,7 @@ from pydantic import BaseModel
 from torch.utils.data import DataLoader, Dataset
 
 from torchyard.config import COMPONENT_SECTIONS, metric_key, record_of, resolve_monitor
-from torchyard.data import DataBundle
+from torchyard.data import Compose, DataBundle
 from torchyard.device import (
     Precision,
     resolve_device,
@@ -74,6 +74,8 @@ class Run:
     writer: Any
     monitor: str
     mode: Literal["min", "max"]
+    #: Test-time augmentation views (callables on input batches), if any.
+    tta: list[Any] = field(default_factory=list)
     #: Values filled in from the data or the run, by config section
     #: (``{"model": {"num_classes": 10}}``), for the resolved config.yaml.
     resolved: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -281,13 +283,12 @@ def build_run(
         mode=mode,
         resolved={k: v for k, v in resolved.items() if v},
         extras=extras,
+        tta=[Compose([build_component(spec) for spec in view]) for view in cfg.tta],
     )
 
 
 def _transforms(cfg: Any) -> dict[str, Any]:
     """The composed train and eval transforms, as dataset-factory context."""
-    from torchyard.data import Compose
-
     context = {}
     for split in ("train", "eval"):
         specs = getattr(cfg.transforms, split)

@@ -101,3 +101,45 @@ def test_kfold_run_end_to_end(cli: Any, tmp_path: Path, write_config: Any, digit
     assert len(submission) == 360
     for name in ("per_class.csv", "confusion_matrix.png", "curves.png"):
         assert (out / "report" / name).is_file()
+
+
+@pytest.mark.slow
+def test_predict_with_a_kfold_run_directory_averages_the_folds(
+    cli: Any, tmp_path: Path, write_config: Any, digits_config: dict[str, Any]
+) -> None:
+    digits_config["data"] = {"name": "digits", "val_fraction": 0}
+    digits_config["split"] = {"method": "kfold", "folds": 2}
+    digits_config["trainer"].update(max_epochs=1, limit_train_batches=4)
+    config = write_config(digits_config)
+    out = tmp_path / "kfold"
+    assert cli("run", config, "--out", out).exit_code == 0
+    predicted = tmp_path / "predicted"
+    result = cli("predict", config, "--checkpoint", out, "--out", predicted)
+    assert result.exit_code == 0, result.output
+    assert "averaging the probabilities of 2 checkpoints" in result.stdout
+    pd.testing.assert_frame_equal(pd.read_csv(predicted / "submission.csv"), pd.read_csv(out / "submission.csv"))
+
+
+def test_tta_averages_probabilities_over_views(
+    builtin_host: PluginHost, digits_config: dict[str, Any], tmp_path: Path
+) -> None:
+    import torch
+
+    import torchyard
+    from torchyard.loop import Trainer
+
+    class Flip:
+        @torchyard.hookimpl
+        def register_transforms(self, register: Any) -> None:
+            register("flip_width", lambda: (lambda x: x.flip(-1)), description="Mirror.")
+
+    builtin_host.add_plugin(Flip(), "flip")
+    digits_config["tta"] = [[{"name": "flip_width"}]]
+    run = build_run(validate_config(digits_config, builtin_host.registry), builtin_host, tmp_path)
+    loader = run.loader("test")
+    got = Trainer(run).predict(loader, views=run.tta)
+    inputs = torch.cat([batch[0] for batch in loader])
+    with torch.inference_mode():
+        run.model.eval()
+        expected = (torch.softmax(run.model(inputs), -1) + torch.softmax(run.model(inputs.flip(-1)), -1)) / 2
+    np.testing.assert_allclose(np.exp(got), expected.numpy(), rtol=1e-5, atol=1e-6)

@@ -103,26 +103,34 @@ def run(
 def predict(
     config_path: ConfigArg,
     checkpoint: Annotated[
-        Path, typer.Option("--checkpoint", "-c", help="Checkpoint to predict with (e.g. best.pt).")
+        Path,
+        typer.Option(
+            "--checkpoint",
+            "-c",
+            help="A checkpoint (e.g. best.pt), or a run directory: its best checkpoint, or for a "
+            "k-fold run every fold's, their probabilities averaged.",
+        ),
     ],
     out: PredictOutOpt = None,
     overrides: SetOpt = None,
     overwrite: OverwriteOpt = False,
 ) -> None:
-    """Predict the test split with a checkpoint and write the submission."""
+    """Predict the test split with a checkpoint (or a fold ensemble) and write the submission."""
     from torchyard.checkpoint import load_checkpoint
     from torchyard.console import Reporter
-    from torchyard.loop import predict_and_submit
+    from torchyard.loop import predict_and_submit, resolve_checkpoints
     from torchyard.run import build_run, choose_run_dir, create_run_dir
 
     config = _load(config_path, overrides)
-    load_checkpoint(checkpoint)  # refuse a bad checkpoint before building anything
+    checkpoints = resolve_checkpoints(checkpoint)
+    for path in checkpoints:
+        load_checkpoint(path)  # refuse a bad checkpoint before building anything
     out_dir = choose_run_dir(out, config_path, overwrite=overwrite, suffix="-predict")
     reporter = Reporter(progress=False)
     with _threads(config.trainer.num_threads):
         run_ = build_run(config, host(), out_dir, train=False)
         create_run_dir(out_dir)
-        path = predict_and_submit(run_, checkpoint, reporter)
+        path = predict_and_submit(run_, checkpoints, reporter)
     if path is None:
         typer.echo("nothing written")
 
