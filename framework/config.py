@@ -394,9 +394,37 @@ def validate_config(
 def load_config(
     path: str | Path, registry: Registry, overrides: Sequence[str] = ()
 ) -> BaseModel:
-    """Read, override and validate a config file."""
+    """Read, override and validate a config file.
+
+    Relative paths in component params typed as ``pathlib.Path`` are
+    resolved against the config file's directory, so a config works from
+    any current directory.
+    """
     data = apply_overrides(read_config_file(path), overrides)
-    return validate_config(data, registry)
+    config = validate_config(data, registry)
+    resolve_paths(config, Path(path).resolve().parent)
+    return config
+
+
+def resolve_paths(config: Any, base: Path) -> None:
+    """Make relative ``Path`` params of every component absolute against ``base``."""
+    specs: list[Any] = []
+    for section in COMPONENT_SECTIONS:
+        value = getattr(config, section, None)
+        specs += value if isinstance(value, list) else [value]
+    for split in ("train", "eval"):
+        specs += getattr(config.transforms, split)
+    for spec in specs:
+        if spec is None:
+            continue
+        for name, info in type(spec).model_fields.items():
+            if "Path" not in str(info.annotation):
+                continue
+            value = getattr(spec, name)
+            if isinstance(value, Path) and not value.is_absolute():
+                setattr(spec, name, base / value)
+            elif isinstance(value, list):
+                setattr(spec, name, [base / v if isinstance(v, Path) and not v.is_absolute() else v for v in value])
 
 
 def monitored_keys(config: Any) -> list[str]:

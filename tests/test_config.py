@@ -245,3 +245,29 @@ def test_requires_must_be_valid(builtin_host: PluginHost, digits_config: dict[st
     digits_config["requires"] = ["not a requirement!"]
     (problem,) = problems(digits_config, builtin_host)
     assert problem.startswith("requires.0: 'not a requirement!' is not a valid requirement")
+
+
+def test_relative_paths_resolve_against_the_config_file(
+    builtin_host: PluginHost, digits_config: dict[str, Any], tmp_path: Path
+) -> None:
+    import torchyard
+
+    def reader(source: Path, others: list[Path] | None = None, label: str = "x") -> None:
+        """A writer taking paths."""
+
+    class Plugin:
+        @torchyard.hookimpl
+        def register_writers(self, register: Any) -> None:
+            register("reader", reader)
+
+    builtin_host.add_plugin(Plugin(), "paths")
+    digits_config["writer"] = {"name": "reader", "source": "data/info.csv", "others": ["a.csv", "/abs/b.csv"], "label": "rel"}
+    (tmp_path / "configs").mkdir()
+    path = tmp_path / "configs" / "c.json"
+    import json
+
+    path.write_text(json.dumps(digits_config))
+    config: Any = load_config(path, builtin_host.registry)
+    assert config.writer.source == tmp_path / "configs" / "data" / "info.csv"
+    assert config.writer.others == [tmp_path / "configs" / "a.csv", Path("/abs/b.csv")]
+    assert config.writer.label == "rel"  # strings are not paths

@@ -31,9 +31,9 @@ class TemplateWriter:
     def __init__(
         self,
         path: Annotated[
-            str,
-            Field(min_length=1, description="The template (sample submission) CSV. A relative "
-                  "path is taken from the current directory."),
+            Path,
+            Field(description="The template (sample submission) CSV. A relative path is taken "
+                  "from the config file's directory."),
         ],
         id_column: Annotated[
             str | None,
