@@ -73,6 +73,7 @@ def list_components(
             for r in records
         ]
         typer.echo(json.dumps(rows, indent=2))
+        _warn_failed()  # on stderr: the JSON on stdout stays clean
         return
     from rich.console import Console
     from rich.markup import escape

@@ -35,9 +35,12 @@ def _load(config_path: Path, overrides: list[str] | None) -> Any:
 def check(config_path: ConfigArg, overrides: SetOpt = None) -> None:
     """Validate a config: every section, every component's params, the device."""
     from torchyard.config import COMPONENT_SECTIONS, record_of, resolve_monitor
-    from torchyard.device import resolve_device, resolve_precision
 
     config = _load(config_path, overrides)
+    from torchyard.device import (  # imports torch: after the config
+        resolve_device,
+        resolve_precision,
+    )
     device = resolve_device(config.trainer.device)
     resolve_precision(config.trainer.precision, device)
     parts = []
