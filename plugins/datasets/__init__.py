@@ -1,10 +1,13 @@
-"""Built-in datasets: scikit-learn's toy sets, shipped with the package."""
+"""Built-in datasets: scikit-learn's toy sets, and images from files."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import torchyard
+
+# The transforms come from the config's `transforms` section: not data params.
+_IMAGE_PARAMS = {"train_transform": None, "eval_transform": None}
 
 
 @torchyard.hookimpl
@@ -14,4 +17,18 @@ def register_datasets(register: Any) -> None:
         "torchyard_builtins.datasets.sklearn_toys:digits",
         description="scikit-learn's 8x8 handwritten digits (1,797 images, 10 classes), "
         "split into train, validation and an unlabelled test part.",
+    )
+    register(
+        "image_csv",
+        "torchyard_builtins.datasets.images:image_csv",
+        params=_IMAGE_PARAMS,
+        description="Images listed in a CSV: path, label column(s) combined into one class, "
+        "optional group column; an optional test CSV of ids to predict.",
+    )
+    register(
+        "image_folder",
+        "torchyard_builtins.datasets.images:image_folder",
+        params=_IMAGE_PARAMS,
+        description="torchvision's ImageFolder layout: one subfolder of images per class; "
+        "test images from a CSV or a folder.",
     )

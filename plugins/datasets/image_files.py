@@ -1,0 +1,231 @@
+"""Image files as samples: decoding, up-front checks, and errors that name the file.
+
+Shared by the ``image_csv`` and ``image_folder`` datasets (see
+:mod:`torchyard_builtins.datasets.images`). An image is decoded with
+``torchvision.io.decode_image`` (JPEG, PNG, WebP, GIF; other formats such as
+BMP or TIFF through Pillow) to a ``uint8`` tensor ``(C, H, W)``, RGB or
+grayscale as asked. A file that cannot be decoded raises
+:class:`BadImageError`, a :class:`~torchyard.DataError` naming the file that
+stays one readable line even when raised inside a DataLoader worker.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import warnings
+from collections.abc import Callable, Sequence
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+from torchvision.io import ImageReadMode, decode_image
+from torchvision.transforms.v2.functional import resize
+
+from torchyard.errors import ConfigError, DataError
+
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "BadImageError",
+    "ImageDataset",
+    "check_images",
+    "load_image",
+]
+
+#: File name endings taken as images when a folder is listed.
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".ppm", ".pgm")
+
+Color = Literal["rgb", "gray"]
+OnBadImage = Literal["error", "skip"]
+
+_MARK = "BadImageError: "
+# torchvision's C++ errors start with "function, /path/to/file.cpp:123, "
+_CPP_PREFIX = re.compile(r"^.*?\.cpp:\d+, ")
+
+
+class BadImageError(DataError):
+    """An image file that cannot be decoded or does not fit the others.
+
+    A DataLoader worker re-raises an exception in the main process as
+    ``type(e)("Caught ... Original Traceback ...")``; this class recovers the
+    original one-line message from that text, so the user sees the file's
+    name, not a worker traceback.
+    """
+
+    def __init__(self, *problems: str) -> None:
+        if len(problems) == 1 and problems[0].startswith("Caught ") and _MARK in problems[0]:
+            original = problems[0].rsplit(_MARK, 1)[1].strip()
+            problems = (f"{original} (in a DataLoader worker)",)
+        super().__init__(*problems)
+
+
+def load_image(path: str, color: Color = "rgb") -> torch.Tensor:
+    """Decode ``path`` to a ``uint8`` tensor ``(3, H, W)`` (``(1, H, W)`` for gray).
+
+    Grayscale, palette and RGBA images are converted; 16-bit images are
+    scaled to 8 bits.
+
+    :raises BadImageError: the file is missing, unreadable or not an image.
+    """
+    mode = ImageReadMode.RGB if color == "rgb" else ImageReadMode.GRAY
+    try:
+        image = decode_image(path, mode=mode)
+    except (RuntimeError, ValueError) as e:
+        if not os.path.isfile(path):
+            raise BadImageError(f"image file not found: {path}") from None
+        image = _decode_with_pillow(path, color, e)
+    if image.dtype != torch.uint8:  # 16-bit PNG
+        image = (image.to(torch.int32) >> 8).to(torch.uint8)
+    return image
+
+
+def _decode_with_pillow(path: str, color: Color, first: Exception) -> torch.Tensor:
+    """Formats torchvision does not decode (BMP, TIFF, ...), through Pillow."""
+    try:
+        from PIL import Image
+
+        with Image.open(path) as im:
+            array = np.asarray(im.convert("RGB" if color == "rgb" else "L"))
+    except Exception as e:  # noqa: BLE001 - any failure: the file is not a usable image
+        # torchvision's reason, unless it only says the format is not its own
+        reason = _CPP_PREFIX.sub("", str(first).strip())
+        if not reason or reason.startswith("Unsupported image file"):
+            reason = f"{type(e).__name__}: {e}"
+        raise BadImageError(f"cannot decode image {path}: {reason.splitlines()[0]}") from None
+    tensor = torch.from_numpy(array.copy())
+    return tensor.unsqueeze(0) if tensor.ndim == 2 else tensor.permute(2, 0, 1).contiguous()
+
+
+class ImageDataset(Dataset[Any]):
+    """Images decoded on access, transformed, as ``(image, target)`` pairs.
+
+    Without targets it yields 1-tuples ``(image,)`` (a test split). Each
+    sample is decoded, resized to ``image_size`` when given, passed through
+    ``transform``, and a ``uint8`` result is scaled to ``float32`` in
+    ``[0, 1]``. Every sample must have the shape of the first one (probed at
+    construction): a batch of mixed sizes cannot be stacked, and the error
+    names the file instead of failing inside the DataLoader's collate.
+
+    Paths and targets are numpy arrays, not lists, so DataLoader workers do
+    not copy them page by page through reference counting.
+    """
+
+    def __init__(
+        self,
+        paths: Sequence[str],
+        targets: Sequence[int] | None = None,
+        *,
+        transform: Callable[[Any], Any] | None = None,
+        image_size: tuple[int, int] | None = None,
+        color: Color = "rgb",
+    ) -> None:
+        self.paths = np.asarray(paths, dtype=str)  # no copy when given an array
+        self.targets = None if targets is None else np.asarray(targets, dtype=np.int64)
+        self.transform = transform
+        self.image_size = image_size
+        self.color = color
+        self.sample_shape: tuple[int, ...] | None = None
+        if len(self.paths):
+            first = self._probe()
+            self.sample_shape = tuple(first.shape) if isinstance(first, torch.Tensor) else None
+
+    def _probe(self) -> Any:
+        """The first sample's input; a transform that fails on it is a config error."""
+        try:
+            return self.image(0)
+        except DataError:
+            raise
+        except (TypeError, ValueError, RuntimeError) as e:
+            reason = " ".join(str(e).split())
+            hint = (
+                " (a transform receives the decoded image as a uint8 tensor (C, H, W): convert "
+                "it with to_dtype before transforms that need floats, such as normalize)"
+                if "float" in reason.lower() or "dtype" in reason.lower()
+                else ""
+            )
+            raise ConfigError(
+                f"transforms: they fail on {self.paths[0]}: {type(e).__name__}: {reason}{hint}"
+            ) from e
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> tuple[Any, ...]:
+        image = self.image(index)
+        if self.targets is None:
+            return (image,)
+        return image, self.targets.item(index)
+
+    def image(self, index: int) -> Any:
+        """Sample ``index``'s input: decoded, resized, transformed, as float."""
+        path: str = self.paths.item(index)
+        image: Any = load_image(path, self.color)
+        if self.image_size is not None:
+            image = resize(image, list(self.image_size), antialias=True)
+        if self.transform is not None:
+            image = self.transform(image)
+        if isinstance(image, torch.Tensor):
+            if image.dtype == torch.uint8:
+                image = image.float().div_(255)
+            expected = self.sample_shape
+            if expected is not None and tuple(image.shape) != expected:
+                raise BadImageError(
+                    f"image {path} gives a sample of shape {tuple(image.shape)}, the first image "
+                    f"{self.paths[0]} one of shape {expected}: set the dataset's image_size, or "
+                    "add a resize transform, so that every image has one size"
+                )
+        return image
+
+
+def check_images(
+    paths: Sequence[str],
+    *,
+    on_bad_image: OnBadImage,
+    source: str,
+    decode: bool,
+    color: Color = "rgb",
+) -> np.ndarray:
+    """Which of ``paths`` are usable, as a boolean mask.
+
+    Every path is checked to exist (cheap); with ``decode``, every image is
+    also decoded once. With ``on_bad_image="error"`` any bad file is a
+    :class:`~torchyard.DataError` listing the first few; with ``"skip"`` they
+    are dropped and counted in a warning.
+
+    :param source: what lists the images (``"train.csv"``, ``"folder x"``),
+        for messages.
+    """
+    keep = np.fromiter((os.path.isfile(p) for p in paths), dtype=bool, count=len(paths))
+    missing = [str(p) for p, ok in zip(paths, keep, strict=True) if not ok]
+    corrupt: list[str] = []
+    if decode:
+        for i in np.flatnonzero(keep):
+            try:
+                load_image(str(paths[int(i)]), color)
+            except BadImageError as e:
+                keep[i] = False
+                corrupt.append(e.problems[0])
+    if not missing and not corrupt:
+        return keep
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} of {len(paths)} image files listed in {source} are "
+                        f"missing (first: {_first_few(missing)})")
+    if corrupt:
+        problems.append(f"{len(corrupt)} of {len(paths)} images listed in {source} cannot be "
+                        f"decoded (first: {corrupt[0]})")
+    if on_bad_image == "error":
+        raise DataError(*(p + "; fix them, or set on_bad_image: skip" for p in problems))
+    warnings.warn(
+        f"skipped {len(missing) + len(corrupt)} bad images of {len(paths)} "
+        f"(on_bad_image: skip): " + "; ".join(problems),
+        UserWarning,
+        stacklevel=3,
+    )
+    return keep
+
+
+def _first_few(values: Sequence[str], n: int = 3) -> str:
+    shown = ", ".join(values[:n])
+    return shown + (", ..." if len(values) > n else "")
