@@ -40,6 +40,10 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"checkpoint {path}: file not found")
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    if not (magic.startswith(b"PK\x03\x04") or magic[:1] == b"\x80"):
+        raise ConfigError(f"checkpoint {path}: not a torchyard checkpoint (not a file torch.save wrote)")
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # noqa: BLE001 - UnpicklingError, RuntimeError, EOFError, ...

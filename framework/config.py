@@ -13,6 +13,7 @@ Every problem is reported at once, one line each, with its dotted path:
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -460,7 +461,8 @@ def missing_requirements(requires: Sequence[str]) -> list[str]:
         try:
             requirement = Requirement(text)
         except InvalidRequirement as e:
-            problems.append(f"requires.{i}: {text!r} is not a valid requirement: {e}")
+            first = str(e).strip().splitlines()[0] if str(e).strip() else "invalid"
+            problems.append(f"requires.{i}: {text!r} is not a valid requirement: {first}")
             continue
         install = f"install it with: torchyard install '{text}'"
         try:
@@ -607,6 +609,7 @@ _EXPECTED = {
     "model_type": "a mapping",
     "model_attributes_type": "a mapping",
     "none_required": "null",
+    "finite_number": "a finite number",
 }
 
 
@@ -633,6 +636,8 @@ def _describe(err: Mapping[str, Any]) -> str:
 def _show(value: Any) -> str:
     if isinstance(value, str):
         return repr(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
     if isinstance(value, Mapping):
         return "a mapping"
     text = json.dumps(value, default=str) if value is not None else "null"

@@ -21,6 +21,19 @@ __all__ = ["apply_overrides", "parse_yaml", "read_config_file"]
 
 
 class _ConfigLoader(yaml.SafeLoader):
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        # a key given twice is a mistake, not "the last one wins"
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                mark = key_node.start_mark
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} given more than once", mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
     """PyYAML's safe loader, reading ``1e-3`` as a float.
 
     YAML 1.1 wants a dot in a float (``1.0e-3``); configs are written by

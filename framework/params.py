@@ -20,16 +20,39 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, create_model, field_validator
 from pydantic.fields import FieldInfo
 
 __all__ = ["ParamsModel", "derive_params", "params_to_kwargs", "parse_param_docs"]
 
 
 class ParamsModel(BaseModel):
-    """Base for explicit params schemas: unknown keys are errors."""
+    """Base for params schemas: unknown keys, infinities and NaN are errors,
+    and so is ``true`` where a number is expected (pydantic would read it as 1)."""
 
-    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+    model_config = ConfigDict(
+        extra="forbid", protected_namespaces=(), allow_inf_nan=False, populate_by_name=True
+    )
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_for_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        if isinstance(value, bool) and info.field_name is not None:
+            field = cls.model_fields.get(info.field_name)
+            if field is not None and _numbers_only(field.annotation):
+                raise ValueError(f"expected a number, got {str(value).lower()}")
+        return value
+
+
+def _numbers_only(tp: Any) -> bool:
+    """Whether ``tp`` admits int or float but not bool (nor anything)."""
+    origin = get_origin(tp)
+    if origin is Annotated:
+        return _numbers_only(get_args(tp)[0])
+    if origin in (Union, types.UnionType):
+        args = [a for a in get_args(tp) if a is not type(None)]
+        return bool(args) and all(a in (int, float) or _numbers_only(a) for a in args)
+    return tp in (int, float)
 
 
 _SCALARS: tuple[type, ...] = (bool, int, float, str, Path, type(None))
@@ -108,7 +131,7 @@ def derive_params(
     doc = inspect.getdoc(factory) or ""
     return create_model(
         model_name,
-        __config__=ConfigDict(extra="forbid", protected_namespaces=(), populate_by_name=True),
+        __base__=ParamsModel,
         __doc__=doc.split("\n\n")[0] if doc else None,
         **fields,
     )

@@ -77,8 +77,10 @@ _POSITIONAL_FIRST = frozenset({"optimizer", "scheduler"})
 
 
 def normalize_name(name: str) -> str:
-    """The lookup key of a component name: lower case, no ``_``, ``-`` or ``.``."""
-    return re.sub(r"[_.\-]", "", name.lower())
+    """The lookup key of a component name: lower case, without ``_``, ``-``
+    and ``.`` -- except between two digits, so ``regnet_x_1_6gf`` and
+    ``regnet_x_16gf`` stay two names."""
+    return re.sub(r"(?<!\d)[_.\-]|[_.\-](?!\d)", "", name.lower())
 
 
 class Register(Protocol):

@@ -12,6 +12,7 @@ import datetime as _dt
 import inspect
 import json
 import math
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -102,6 +103,7 @@ def build_component(
     context: dict[str, Any] | None = None,
     overrides: dict[str, Any] | None = None,
     injected: dict[str, Any] | None = None,
+    where: str | None = None,
 ) -> Any:
     """Call a component's factory with its validated params.
 
@@ -129,7 +131,13 @@ def build_component(
     try:
         return record.build(*args, **kwargs)
     except (ValueError, TypeError) as e:
-        raise ConfigError(f"{record.kind} '{record.name}': {e}") from e
+        prefix = f"{where}: " if where else ""
+        raise ConfigError(f"{prefix}{record.kind} '{record.name}': {_first_line(e)}") from e
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def _accepted_parameters(factory: Any) -> set[str]:
@@ -220,7 +228,7 @@ def build_run(
     device = resolve_device(trainer.device)
     precision = resolve_precision(trainer.precision, device)
 
-    data = build_component(cfg.data, context=_transforms(cfg))
+    data = build_component(cfg.data, context=_transforms(cfg), where="data")
     if not isinstance(data, DataBundle):
         raise ConfigError(
             f"data: dataset '{record_of(cfg.data).name}' returned {type(data).__name__}, "
@@ -233,7 +241,9 @@ def build_run(
     context = data.context()
 
     resolved: dict[str, dict[str, Any]] = {}
-    model = build_component(cfg.model, context=context, injected=resolved.setdefault("model", {}))
+    model = build_component(
+        cfg.model, context=context, injected=resolved.setdefault("model", {}), where="model"
+    )
     if not isinstance(model, torch.nn.Module):
         raise ConfigError(f"model: '{record_of(cfg.model).name}' did not return a torch.nn.Module")
     model.to(device)
@@ -246,11 +256,15 @@ def build_run(
         )
     metrics: dict[str, Metric] = {}
     for i, spec in enumerate(cfg.metrics):
-        metric = build_component(spec, context=context, injected=resolved.setdefault(f"metrics.{i}", {}))
+        metric = build_component(
+            spec, context=context, injected=resolved.setdefault(f"metrics.{i}", {}), where=f"metrics.{i}"
+        )
         metrics[metric_key(spec)] = metric.to(device)
     mode = _resolve_mode(trainer.mode, monitor, metrics)
 
-    loss_fn = build_component(cfg.loss, context=context, injected=resolved.setdefault("loss", {}))
+    loss_fn = build_component(
+        cfg.loss, context=context, injected=resolved.setdefault("loss", {}), where="loss"
+    )
     if isinstance(loss_fn, torch.nn.Module):
         loss_fn.to(device)
 
@@ -261,7 +275,9 @@ def build_run(
         scheduler = build_schedule(
             cfg.scheduler, optimizer, length, mode, injected=resolved.setdefault("scheduler", {})
         )
-    writer = build_component(cfg.writer) if cfg.writer is not None else None
+    writer = build_component(cfg.writer, where="writer") if cfg.writer is not None else None
+    if train:
+        _probe(cfg, data, model, loss_fn, metrics, device, precision)
     check_ids = getattr(writer, "check_ids", None)
     if callable(check_ids) and data.test_ids is not None:
         # refuse a submission that cannot match its template before training
@@ -293,7 +309,9 @@ def _transforms(cfg: Any) -> dict[str, Any]:
     for split in ("train", "eval"):
         specs = getattr(cfg.transforms, split)
         if specs:
-            context[f"{split}_transform"] = Compose([build_component(spec) for spec in specs])
+            context[f"{split}_transform"] = Compose(
+                [build_component(spec, where=f"transforms.{split}.{i}") for i, spec in enumerate(specs)]
+            )
     if context:
         accepted = _accepted_parameters(record_of(cfg.data).factory)
         for key in context:
@@ -354,7 +372,7 @@ def build_optimizer(spec: Any, model: torch.nn.Module) -> torch.optim.Optimizer:
         base_lr=lr if isinstance(lr, int | float) else None,
         no_decay_on_bias_and_norm=spec.no_weight_decay_on_bias_and_norm,
     )
-    return build_component(spec, groups)  # type: ignore[no-any-return]
+    return build_component(spec, groups, where="optimizer")  # type: ignore[no-any-return]
 
 
 def build_schedule(
@@ -402,7 +420,7 @@ def build_schedule(
     # (ReduceLROnPlateau would otherwise minimize accuracy)
     context = {"mode": mode} if native == "metric" else {}
     scheduler = build_component(
-        spec, optimizer, context=context, overrides=overrides, injected=injected
+        spec, optimizer, context=context, overrides=overrides, injected=injected, where="scheduler"
     )
     return LRSchedule(
         optimizer,
@@ -420,6 +438,71 @@ def steps_per_epoch(data: DataBundle, config: Any) -> int:
     if trainer.limit_train_batches is not None:
         batches = min(batches, trainer.limit_train_batches)
     return max(1, math.ceil(batches / trainer.accumulate_grad_batches))
+
+
+def _probe(
+    cfg: Any,
+    data: DataBundle,
+    model: torch.nn.Module,
+    loss_fn: Any,
+    metrics: dict[str, Metric],
+    device: torch.device,
+    precision: Precision,
+) -> None:
+    """Send one small batch through the model, the loss and the metrics.
+
+    A model that cannot take the data, a class count that does not match,
+    a loss or metric that cannot take these outputs and targets: all are
+    config errors naming the section, found before the run directory is
+    written -- not a traceback in the first training step.
+    """
+    dataset = data.val if data.val is not None else data.train
+    loader = DataLoader(dataset, batch_size=min(8, len(dataset)), generator=torch.Generator())  # type: ignore[arg-type]
+    batch = next(iter(loader))
+    inputs, targets = batch[0].to(device), batch[1].to(device)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), precision.autocast():
+            try:
+                outputs = model(inputs).float()
+            except Exception as e:  # noqa: BLE001 - any failure here is the config's
+                raise ConfigError(
+                    f"model: '{record_of(cfg.model).name}' cannot take the data's inputs of shape "
+                    f"{tuple(inputs.shape)}: {_first_line(e)}"
+                ) from e
+            width = outputs.shape[-1] if outputs.ndim == 2 else 1
+            classes = data.num_classes
+            if data.task == "classification" and classes and width not in (classes, 1 if classes == 2 else classes):
+                raise ConfigError(
+                    f"model.num_classes: the model gives {width} outputs per sample, but the data has "
+                    f"{classes} classes; leave num_classes unset to take it from the data"
+                )
+            try:
+                loss_fn(outputs, targets)
+            except Exception as e:  # noqa: BLE001
+                raise ConfigError(
+                    f"loss: '{record_of(cfg.loss).name}' cannot take outputs of shape "
+                    f"{tuple(outputs.shape)} with these targets: {_first_line(e)}"
+                ) from e
+            for i, (spec, metric) in enumerate(zip(cfg.metrics, metrics.values(), strict=True)):
+                try:
+                    metric.update(outputs, targets)
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore")  # one small batch may leave it undefined
+                        metric.compute()
+                except Exception as e:  # noqa: BLE001
+                    hint = ""
+                    if "num_classes" in spec.model_fields_set:
+                        hint = f" (its num_classes is {spec.num_classes}; the data has {classes})"
+                    raise ConfigError(
+                        f"metrics.{i}: '{record_of(spec).name}' cannot take these outputs and "
+                        f"targets{hint}: {_first_line(e)}"
+                    ) from e
+                finally:
+                    metric.reset()
+    finally:
+        model.train(was_training)
 
 
 def _check_data(data: DataBundle, *, train: bool) -> None:

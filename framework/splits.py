@@ -70,6 +70,8 @@ def make_splits(
     if config.stratify and labels is None:
         warnings.append("split.stratify: the dataset gives no labels; splitting without stratification")
     k = config.folds if config.method == "kfold" else max(2, round(1 / config.val_fraction))
+    if k > n:
+        raise ConfigError(f"split: {k} folds need at least {k} samples; the data has {n}")
     y = np.asarray(labels) if labels is not None else np.zeros(n)
     g = np.asarray(groups) if use_groups and groups is not None else None
     if g is not None and len(np.unique(g)) < k:

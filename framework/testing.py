@@ -23,7 +23,8 @@ registers, by kind:
 - optimizers and schedulers step;
 - metrics honour update/compute/reset: updates in chunks give what one
   update gives, reset starts over, and ``higher_is_better`` is a bool;
-- writers write the file they return, inside the run directory.
+- writers write the file they return, inside the run directory;
+- transforms are callables that take a uint8 image tensor (or a float one).
 
 Every failure is collected; one ``AssertionError`` lists them all. The
 built-in components pass this kit too (torchyard's own tests run it).
@@ -250,7 +251,21 @@ def _check_writer(record: ComponentRecord, params: dict[str, Any]) -> None:
         assert not leftovers, f"left other files behind: {leftovers}"
 
 
+def _check_transform(record: ComponentRecord, params: dict[str, Any]) -> None:
+    import torch
+
+    transform = _build(record, params)
+    assert callable(transform), f"returned {type(transform).__name__}, which is not callable"
+    image = torch.randint(0, 256, (3, 16, 16), dtype=torch.uint8)
+    try:
+        out = transform(image)
+    except (TypeError, ValueError):  # float-only transforms (normalize, noise)
+        out = transform(image.float() / 255)
+    assert out is not None, "returned None"
+
+
 _CHECKS: dict[str, Callable[[ComponentRecord, dict[str, Any]], None]] = {
+    "transform": _check_transform,
     "model": _check_model,
     "dataset": _check_dataset,
     "loss": _check_loss,

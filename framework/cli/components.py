@@ -75,37 +75,16 @@ def list_components(
         typer.echo(json.dumps(rows, indent=2))
         _warn_failed()  # on stderr: the JSON on stdout stays clean
         return
-    from rich.console import Console
-    from rich.markup import escape
-    from rich.table import Table
-
-    console = Console()
-    if not records:
-        console.print("no components registered (see `torchyard plugins`)")
-    else:
-        # one table with a section per kind: a single render is markedly
-        # faster than one table per kind, and listing must stay fast
-        table = Table(show_edge=False, show_lines=False)
-        for column in ("kind", "name", "description", "plugin"):
-            table.add_column(column, style={"name": "bold", "plugin": "dim"}.get(column))
-        current = None
-        for record in records:
-            if record.kind != current and current is not None:
-                table.add_section()
-            table.add_row(
-                record.kind if record.kind != current else "",
-                escape(record.name),
-                escape(record.summary),
-                escape(record.source),
-            )
-            current = record.kind
-        console.print(table)
+    _print_rows(
+        ("kind", "name", "description", "plugin"),
+        [(r.kind, r.name, r.summary, r.source) for r in records],
+        empty="no components registered (see `torchyard plugins`)",
+    )
     for conflict in registry.conflicts():
         names = ", ".join(f"'{r.qualified_name}'" for r in conflict)
-        console.print(
-            f"[yellow]note:[/yellow] {conflict[0].kind} '{conflict[0].name}' is offered by "
-            f"several plugins; name one of {names}",
-            highlight=False,
+        typer.echo(
+            f"note: {conflict[0].kind} '{conflict[0].name}' is offered by several plugins; "
+            f"name one of {names}"
         )
     _warn_failed()
 
@@ -163,6 +142,35 @@ def show_component(
         cells = (p["name"], p["type"], default, p["constraints"], p["description"] or "")
         table.add_row(*(escape(c) for c in cells))
     console.print(table)
+
+
+def _print_rows(header: tuple[str, ...], rows: list[tuple[str, ...]], empty: str) -> None:
+    """Aligned plain-text columns; the last-but-one column is cut to the
+    terminal's width. (A rich table of ~200 rows takes a quarter second to
+    render, and listing must stay fast.)"""
+    import shutil
+    import sys
+
+    if not rows:
+        typer.echo(empty)
+        return
+    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
+    flexible = len(header) - 2
+    if sys.stdout.isatty():
+        room = shutil.get_terminal_size().columns - sum(w + 2 for i, w in enumerate(widths) if i != flexible)
+        widths[flexible] = max(20, min(widths[flexible], room))
+    lines = []
+    previous = None
+    for row in [header, *rows]:
+        cells = [str(c) for c in row]
+        if len(cells[flexible]) > widths[flexible]:
+            cells[flexible] = cells[flexible][: widths[flexible] - 1] + "…"
+        if row is not header and cells[0] == previous:
+            cells[0] = ""  # the kind once per group
+        else:
+            previous = cells[0] if row is not header else None
+        lines.append("  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip())
+    typer.echo("\n".join(lines))
 
 
 def describe_params(model: Any) -> list[dict[str, Any]]:

@@ -132,8 +132,14 @@ def predict(
     reporter = Reporter(progress=False)
     with _threads(config.trainer.num_threads):
         run_ = build_run(config, host(), out_dir, train=False)
+        existed = out_dir.exists()
         create_run_dir(out_dir)
-        path = predict_and_submit(run_, checkpoints, reporter)
+        try:
+            path = predict_and_submit(run_, checkpoints, reporter)
+        except BaseException:
+            if not existed and not any(out_dir.iterdir()):
+                out_dir.rmdir()  # leave nothing behind for a failed prediction
+            raise
     if path is None:
         typer.echo("nothing written")
 
