@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
 from torchyard.checkpoint import load_checkpoint
 from torchyard.config import validate_config
 from torchyard.console import Reporter

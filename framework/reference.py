@@ -22,6 +22,7 @@ _TITLES = {
     "scheduler": "LR schedulers",
     "metric": "Metrics",
     "writer": "Submission writers",
+    "transform": "Transforms",
 }
 
 
