@@ -58,6 +58,7 @@ class Trainer:
         ckpt_dir = run.out_dir / "checkpoints"
         result = FitResult()
         patience_left = trainer.early_stopping.patience if trainer.early_stopping else None
+        writer = _BackgroundWriter()
         run.host.call("on_run_start", run=run)
         try:
             for epoch in range(1, trainer.max_epochs + 1):
@@ -87,13 +88,13 @@ class Trainer:
                     result.best_value, result.best_epoch = float(value), epoch
                 # best.pt and last.pt of an improving epoch hold the same state:
                 # serialize it once (torch.save is most of an epoch's
-                # bookkeeping on small models) and copy the file
-                state = self._state(epoch, result)
+                # bookkeeping on small models), copy the file, and do both on
+                # the writer thread while the next epoch trains
+                state = _snapshot(self._state(epoch, result))
+                result.last_path = ckpt_dir / "last.pt"
                 if improved:
-                    result.best_path = save_checkpoint(ckpt_dir / "best.pt", state)
-                    result.last_path = _copy_file(result.best_path, ckpt_dir / "last.pt")
-                else:
-                    result.last_path = save_checkpoint(ckpt_dir / "last.pt", state)
+                    result.best_path = ckpt_dir / "best.pt"
+                writer.submit(_write_checkpoints, state, ckpt_dir, improved)
                 self._write_metrics(result.rows)
                 self.reporter.stop()
                 self.reporter.epoch_line(epoch, trainer.max_epochs, row, improved, run.monitor)
@@ -107,6 +108,7 @@ class Trainer:
                     break
         finally:
             self.reporter.stop()
+            writer.close()  # every checkpoint is on disk before fit() returns or raises
         return result
 
     def _train_epoch(self, epoch: int, loader: Any) -> float:
@@ -284,6 +286,55 @@ def _copy_file(source: Path, target: Path) -> Path:
     with atomic_path(target) as tmp:
         shutil.copyfile(source, tmp)
     return target
+
+
+class _BackgroundWriter:
+    """Runs checkpoint writes one at a time on a thread, in order.
+
+    ``torch.save`` pickles every tensor in Python; on small models that is
+    most of an epoch's bookkeeping. On a thread it overlaps the next epoch.
+    A write's error surfaces at the next submit or at :meth:`close`.
+    """
+
+    def __init__(self) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="torchyard-checkpoint")
+        self._pending: Any = None
+
+    def submit(self, fn: Any, *args: Any) -> None:
+        self.wait()
+        self._pending = self._pool.submit(fn, *args)
+
+    def wait(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+
+    def close(self) -> None:
+        try:
+            self.wait()
+        finally:
+            self._pool.shutdown(wait=True)
+
+
+def _write_checkpoints(state: dict[str, Any], directory: Path, improved: bool) -> None:
+    if improved:
+        best = save_checkpoint(directory / "best.pt", state)
+        _copy_file(best, directory / "last.pt")
+    else:
+        save_checkpoint(directory / "last.pt", state)
+
+
+def _snapshot(value: Any) -> Any:
+    """A copy of a checkpoint state whose tensors training can no longer change."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().clone()
+    if isinstance(value, dict):
+        return {k: _snapshot(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_snapshot(v) for v in value)
+    return value
 
 
 def _jsonable_config(run: Run) -> dict[str, Any]:
