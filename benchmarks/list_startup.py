@@ -1,0 +1,235 @@
+"""Start-up time of the CLI: ``torchyard list`` and ``torchyard --help``.
+
+Listing components must stay fast -- under half a second -- because it only
+reads the registry: the built-in plugins register their components as import
+paths, so nothing imports torch (about 2.6 s on the reference machines) until
+a run needs it. This benchmark measures, as a user would see it, the wall time
+of fresh processes:
+
+* ``torchyard list`` through the installed console script,
+* ``python -m torchyard list``,
+* ``torchyard --help``,
+* and, for scale, ``python -c pass`` (the interpreter alone) and
+  ``python -c "import torch"`` (skip it with ``--no-torch-reference``).
+
+Each command runs once untimed (to warm the page cache and byte-code), then
+``--runs`` times; the table shows the median and the minimum. Separately, a
+fresh interpreter invokes the CLI app for ``list`` in-process and reports
+whether ``torch`` (and which other heavy packages) ended up in
+``sys.modules``; importing torch is a failure (exit status 1), a slow
+listing is only reported.
+
+Run it by hand (it is not a test)::
+
+    .venv/bin/python benchmarks/list_startup.py
+    .venv/bin/python benchmarks/list_startup.py --runs 20 --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+#: The issue's target for ``torchyard list``, in seconds.
+TARGET_S = 0.5
+
+#: Packages whose presence after ``torchyard list`` is worth knowing;
+#: only ``torch`` is forbidden.
+HEAVY_MODULES = ("torch", "torchvision", "numpy", "pandas", "sklearn", "pydantic")
+
+#: Run in a fresh interpreter: invoke the CLI for ``list`` in-process, then
+#: report which heavy modules were imported, as JSON on stdout.
+IMPORT_PROBE = """
+import contextlib, io, json, sys
+from torchyard.cli import app
+with contextlib.redirect_stdout(io.StringIO()) as out:
+    try:
+        app(["list"], standalone_mode=False)
+    except SystemExit as e:
+        if e.code:
+            raise
+listed = out.getvalue()
+heavy = {heavy!r}
+print(json.dumps({{
+    "listed_lines": listed.count("\\n"),
+    "imported": {{name: name in sys.modules for name in heavy}},
+}}))
+"""
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Wall times of one command over several fresh processes."""
+
+    label: str
+    argv: list[str]
+    times: list[float]
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.times)
+
+    @property
+    def best(self) -> float:
+        return min(self.times)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "label": self.label,
+            "argv": self.argv,
+            "median_s": self.median,
+            "min_s": self.best,
+            "max_s": max(self.times),
+            "times_s": self.times,
+        }
+
+
+def console_script() -> str:
+    """The installed ``torchyard`` script beside this interpreter (else on PATH)."""
+    beside = Path(sys.executable).parent / "torchyard"
+    if beside.is_file():
+        return str(beside)
+    found = shutil.which("torchyard")
+    if found is None:
+        raise SystemExit("error: the torchyard console script is not installed (pip install -e .)")
+    return found
+
+
+def time_command(label: str, argv: list[str], runs: int) -> Timing:
+    """Run ``argv`` once untimed, then ``runs`` times; each must exit 0."""
+    times: list[float] = []
+    for i in range(runs + 1):
+        started = time.perf_counter()
+        done = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        elapsed = time.perf_counter() - started
+        if done.returncode != 0:
+            raise SystemExit(
+                f"error: {' '.join(argv)} exited with {done.returncode}:\n{done.stderr.strip()}"
+            )
+        if i > 0:
+            times.append(elapsed)
+    return Timing(label, argv, times)
+
+
+def probe_imports() -> dict[str, Any]:
+    """Which heavy modules a fresh process holds after running ``list``."""
+    code = IMPORT_PROBE.format(heavy=HEAVY_MODULES)
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"error: the import probe failed:\n{done.stderr.strip()}")
+    result: dict[str, Any] = json.loads(done.stdout)
+    if result["listed_lines"] == 0:
+        raise SystemExit("error: the import probe's `list` printed nothing")
+    return result
+
+
+def machine_info() -> dict[str, Any]:
+    """What the numbers depend on: CPU model, usable cores, python."""
+    cpu = platform.processor() or "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {"cpu": cpu, "nproc": cores, "python": platform.python_version()}
+
+
+def measure(runs: int, *, torch_reference: bool) -> dict[str, Any]:
+    """Time every command, probe the imports, and judge against the target."""
+    script, python = console_script(), sys.executable
+    commands: list[tuple[str, list[str], int]] = [
+        ("torchyard list", [script, "list"], runs),
+        ("python -m torchyard list", [python, "-m", "torchyard", "list"], runs),
+        ("torchyard --help", [script, "--help"], runs),
+        ("python -c pass", [python, "-c", "pass"], runs),
+    ]
+    if torch_reference:
+        commands.append(('python -c "import torch"', [python, "-c", "import torch"], min(runs, 3)))
+    timings = [time_command(label, argv, n) for label, argv, n in commands]
+    imports = probe_imports()
+    listing = [t for t in timings if t.label.endswith(" list")]
+    return {
+        "benchmark": "list_startup",
+        "runs": runs,
+        "target_s": TARGET_S,
+        "commands": [t.as_dict() for t in timings],
+        "imports_after_list": imports["imported"],
+        "torch_imported": imports["imported"]["torch"],
+        "meets_target": all(t.median < TARGET_S for t in listing),
+        "machine": machine_info(),
+    }
+
+
+def print_table(summary: dict[str, Any]) -> None:
+    """The summary as a small text table."""
+    print(f"CLI start-up: fresh processes, {summary['runs']} timed runs each (after one warm-up)")
+    print(f"{'command':<28} {'median s':>9} {'min s':>7} {'max s':>7} {'runs':>5}")
+    for c in summary["commands"]:
+        print(
+            f"{c['label']:<28} {c['median_s']:>9.3f} {c['min_s']:>7.3f} {c['max_s']:>7.3f} "
+            f"{len(c['times_s']):>5}"
+        )
+    checked = summary["imports_after_list"]
+    imported = [name for name, present in checked.items() if present]
+    if imported:
+        print(f"heavy modules imported by `list`: {', '.join(imported)} (of {', '.join(checked)})")
+    else:
+        print(f"heavy modules imported by `list`: none of {', '.join(checked)}")
+    print(f"torch imported by `list`: {'YES -- FAILURE' if summary['torch_imported'] else 'no'}")
+    verdict = "meets" if summary["meets_target"] else "MISSES"
+    print(f"{verdict} the target: `torchyard list` median < {summary['target_s']} s")
+    m = summary["machine"]
+    print(f"machine: {m['cpu']}, nproc {m['nproc']}, python {m['python']}")
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    """The command line: --runs, --no-torch-reference, --json."""
+    parser = argparse.ArgumentParser(
+        description="Wall time of `torchyard list` and `torchyard --help`; check that "
+        "listing does not import torch."
+    )
+    parser.add_argument(
+        "--runs", type=int, default=10, help="Timed runs of each command (default: 10)."
+    )
+    parser.add_argument(
+        "--no-torch-reference",
+        dest="torch_reference",
+        action="store_false",
+        help="Do not time `python -c 'import torch'` for scale.",
+    )
+    parser.add_argument("--json", action="store_true", help="Print JSON instead of a table.")
+    args = parser.parse_args(argv)
+    if args.runs < 1:
+        parser.error("--runs must be at least 1")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Measure, print, and fail (exit 1) only if listing imported torch."""
+    args = parse_args(argv)
+    summary = measure(args.runs, torch_reference=args.torch_reference)
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print_table(summary)
+    return 1 if summary["torch_imported"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
