@@ -29,8 +29,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -40,6 +38,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import _machine  # benchmarks/_machine.py, beside this script
 
 #: The issue's target for ``torchyard list``, in seconds.
 TARGET_S = 0.5
@@ -136,19 +136,6 @@ def probe_imports() -> dict[str, Any]:
     return result
 
 
-def machine_info() -> dict[str, Any]:
-    """What the numbers depend on: CPU model, usable cores, python."""
-    cpu = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return {"cpu": cpu, "nproc": cores, "python": platform.python_version()}
-
 
 def measure(runs: int, *, torch_reference: bool) -> dict[str, Any]:
     """Time every command, probe the imports, and judge against the target."""
@@ -172,7 +159,7 @@ def measure(runs: int, *, torch_reference: bool) -> dict[str, Any]:
         "imports_after_list": imports["imported"],
         "torch_imported": imports["imported"]["torch"],
         "meets_target": all(t.median < TARGET_S for t in listing),
-        "machine": machine_info(),
+        "machine": _machine.machine_info(),
     }
 
 

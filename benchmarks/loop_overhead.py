@@ -41,8 +41,6 @@ import argparse
 import contextlib
 import io
 import json
-import os
-import platform
 import random
 import statistics
 import sys
@@ -53,6 +51,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import _machine  # benchmarks/_machine.py, beside this script
 import numpy as np
 import torch
 from torch import nn
@@ -298,23 +297,8 @@ def same_result(results: Sequence[RunResult], tolerance: float = 1e-4) -> bool:
 
 
 def machine_info() -> dict[str, Any]:
-    """What the numbers depend on: CPU model, usable cores, python and torch."""
-    cpu = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    # what `nproc` prints: the cores this process may run on
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return {
-        "cpu": cpu,
-        "nproc": cores,
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-    }
+    """The machine, and the torch version."""
+    return {**_machine.machine_info(), "torch": torch.__version__}
 
 
 def print_table(summary: dict[str, Any]) -> None:

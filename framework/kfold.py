@@ -21,7 +21,7 @@ from torchyard.checkpoint import load_checkpoint, load_model_weights
 from torchyard.console import Reporter
 from torchyard.data import Predictions
 from torchyard.files import atomic_write
-from torchyard.loop import Trainer
+from torchyard.loop import Trainer, probabilities_of
 from torchyard.plugins import PluginHost
 from torchyard.report import collect_outputs, write_report
 from torchyard.run import Run, build_run, create_run_dir
@@ -113,12 +113,9 @@ def fit_folds(config: BaseModel, host: PluginHost, out_dir: Path, reporter: Repo
 
 
 def _softmax(outputs: np.ndarray) -> np.ndarray:
-    if outputs.shape[1] == 1:
-        p = 1.0 / (1.0 + np.exp(-outputs[:, 0]))
-        return np.stack([1 - p, p], axis=1)
-    z = outputs - outputs.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
+    import torch
+
+    return probabilities_of(torch.from_numpy(outputs)).numpy()
 
 
 def _score(run: Run, outputs: np.ndarray, targets: np.ndarray) -> dict[str, float]:

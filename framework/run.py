@@ -121,7 +121,7 @@ def build_component(
     kwargs = {k: v for k, v in params_to_kwargs(spec).items() if k in own}
     kwargs.update(overrides or {})
     if context:
-        accepted = _accepted_parameters(record.factory)
+        accepted = accepted_parameters(record.factory)
         for key, value in context.items():
             # a run's own config.yaml states the filled-in value, or null
             if key in accepted and (key not in spec.model_fields_set or kwargs.get(key) is None):
@@ -140,7 +140,7 @@ def _first_line(error: BaseException) -> str:
     return text.splitlines()[0] if text else type(error).__name__
 
 
-def _accepted_parameters(factory: Any) -> set[str]:
+def accepted_parameters(factory: Any) -> set[str]:
     try:
         return set(inspect.signature(factory).parameters)
     except (TypeError, ValueError):
@@ -313,7 +313,7 @@ def _transforms(cfg: Any) -> dict[str, Any]:
                 [build_component(spec, where=f"transforms.{split}.{i}") for i, spec in enumerate(specs)]
             )
     if context:
-        accepted = _accepted_parameters(record_of(cfg.data).factory)
+        accepted = accepted_parameters(record_of(cfg.data).factory)
         for key in context:
             if key not in accepted:
                 raise ConfigError(

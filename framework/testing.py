@@ -32,7 +32,6 @@ built-in components pass this kit too (torchyard's own tests run it).
 
 from __future__ import annotations
 
-import inspect
 import math
 import tempfile
 import warnings
@@ -124,18 +123,13 @@ def _build(record: ComponentRecord, params: dict[str, Any], *args: Any, context:
 
     validated = record.params.model_validate(params)
     kwargs = params_to_kwargs(validated)
-    accepted = _parameters(record.factory)
+    from torchyard.run import accepted_parameters
+
+    accepted = accepted_parameters(record.factory)
     for key, value in (context or {}).items():
         if key in accepted and key not in validated.model_fields_set:
             kwargs[key] = value
     return record.build(*args, **kwargs)
-
-
-def _parameters(factory: Callable[..., Any]) -> set[str]:
-    try:
-        return set(inspect.signature(factory).parameters)
-    except (TypeError, ValueError):
-        return set()
 
 
 def _check_model(record: ComponentRecord, params: dict[str, Any]) -> None:

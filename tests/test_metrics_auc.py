@@ -20,12 +20,7 @@ from torchyard_builtins.metrics.functional import (
     multiclass_roc_auc,
 )
 
-
-def feed(metric: Any, outputs: np.ndarray, targets: np.ndarray, chunks: int = 3) -> float:
-    for o, t in zip(np.array_split(outputs, chunks), np.array_split(targets, chunks), strict=True):
-        if len(t):
-            metric.update(torch.as_tensor(o), torch.as_tensor(t))
-    return float(metric.compute())
+from .conftest import feed_in_chunks as feed
 
 
 @st.composite

@@ -26,12 +26,7 @@ from torchyard_builtins.metrics import functional as F
 from torchyard_builtins.metrics._common import argsort_descending, tie_runs
 from torchyard_builtins.metrics.ranking import MAP, MRR, NDCG
 
-
-def feed(metric: Any, scores: np.ndarray, targets: np.ndarray, chunks: int = 3) -> float:
-    for s, t in zip(np.array_split(scores, chunks), np.array_split(targets, chunks), strict=True):
-        if len(t):
-            metric.update(torch.as_tensor(s), torch.as_tensor(t))
-    return float(metric.compute())
+from .conftest import feed_in_chunks as feed
 
 
 def draw_scores(rng: np.random.Generator, shape: tuple[int, int], levels: int) -> np.ndarray:

@@ -21,19 +21,14 @@ from torchyard_builtins.metrics.regression import (
     RootMeanSquaredError,
 )
 
+from .conftest import feed_in_chunks as feed
+
 REFERENCES: dict[str, tuple[type, Any]] = {
     "mae": (MeanAbsoluteError, mean_absolute_error),
     "mse": (MeanSquaredError, mean_squared_error),
     "rmse": (RootMeanSquaredError, lambda t, p: math.sqrt(mean_squared_error(t, p))),
     "r2": (R2Score, r2_score),
 }
-
-
-def feed(metric: Any, outputs: np.ndarray, targets: np.ndarray, chunks: int = 3) -> float:
-    for o, t in zip(np.array_split(outputs, chunks), np.array_split(targets, chunks), strict=True):
-        if len(t):
-            metric.update(torch.as_tensor(o), torch.as_tensor(t))
-    return float(metric.compute())
 
 
 @st.composite
