@@ -29,7 +29,8 @@ from torchyard.checkpoint import load_checkpoint
 from torchyard.config import validate_config
 from torchyard.console import Reporter
 from torchyard.errors import ConfigError
-from torchyard.loop import Trainer, fit_and_submit
+from torchyard.loop import Trainer
+from torchyard.pipeline import fit_and_submit
 from torchyard.plugins import get_host
 from torchyard.run import build_run
 

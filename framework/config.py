@@ -126,6 +126,17 @@ class TrainerConfig(ParamsModel):
         None, ge=1, description="torch.set_num_threads for CPU work; unset: torch's default."
     )
     progress: bool = Field(True, description="Show a progress bar.")
+    checkpoint_every_n_steps: int | None = Field(
+        None,
+        ge=1,
+        description="Also write a resumable checkpoints/last.pt every this many optimizer steps "
+        "within an epoch (a resumed run continues from that step); unset: at epoch ends only.",
+    )
+    on_nonfinite_loss: Literal["stop", "skip"] = Field(
+        "stop",
+        description="A NaN or inf loss or gradient: 'stop' training there (the last good checkpoint "
+        "is kept), or 'skip' that batch's update and count it (train/skipped_batches).",
+    )
 
     @field_validator("precision", mode="before")
     @classmethod

@@ -41,9 +41,10 @@ def format_value(value: float | None) -> str:
 class Reporter:
     """Console output of one run."""
 
-    def __init__(self, console: Console | None = None, progress: bool = True) -> None:
-        self.console = console or Console(stderr=False)
-        self.enabled = progress and self.console.is_terminal and sys.stdout.isatty()
+    def __init__(self, console: Console | None = None, progress: bool = True, quiet: bool = False) -> None:
+        #: ``quiet``: print nothing (the processes other than 0 of a distributed run)
+        self.console = console or Console(stderr=False, quiet=quiet)
+        self.enabled = progress and not quiet and self.console.is_terminal and sys.stdout.isatty()
         self._progress: Progress | None = None
         self._task: Any = None
 

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel
 
-from torchyard.checkpoint import load_checkpoint, load_model_weights
+from torchyard import distributed
 from torchyard.console import Reporter
 from torchyard.data import Predictions
 from torchyard.files import atomic_write
@@ -47,14 +47,15 @@ def fit_folds(config: BaseModel, host: PluginHost, out_dir: Path, reporter: Repo
     all_rows: list[list[dict[str, Any]]] = []
     for k in range(folds):
         run = first if k == 0 else build_run(config, host, out_dir / f"fold_{k}", fold=k)
-        create_run_dir(run.out_dir)
+        if distributed.is_main():
+            create_run_dir(run.out_dir)
+        distributed.barrier()
         reporter.info(f"fold {k + 1}/{folds}: {len(run.data.train)} training, "  # type: ignore[arg-type]
                       f"{len(run.data.val)} validation samples")  # type: ignore[arg-type]
         trainer = Trainer(run, reporter)
         result = trainer.fit()
         all_rows.append(result.rows)
-        if result.best_path is not None:
-            load_model_weights(run.model, load_checkpoint(result.best_path, map_location=run.device), result.best_path)
+        trainer.load_best(result)
         outputs, targets = collect_outputs(trainer, run.loader("val"))
         index = np.asarray(run.extras["val_indices"])
         if oof_outputs is None:
@@ -72,6 +73,8 @@ def fit_folds(config: BaseModel, host: PluginHost, out_dir: Path, reporter: Repo
         })
     assert oof_outputs is not None
     oof_scores = _score(first, oof_outputs, oof_targets)
+    if not distributed.is_main():  # process 0 writes the files
+        return {"monitor": first.monitor, "oof": oof_scores}
     _write_oof(out_dir / "oof.csv", oof_outputs, oof_targets)
     report = write_report(
         out_dir / "report",

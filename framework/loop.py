@@ -1,4 +1,4 @@
-"""The training loop: fit, validate, keep the best, predict, write.
+"""The training loop: fit, validate, keep the best, predict.
 
 The loop does the minimum per step (forward, backward, optimizer and
 step-wise scheduler) and leaves everything else -- progress, metrics,
@@ -9,8 +9,12 @@ hand-written loop.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import signal
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,14 +22,15 @@ from typing import Any
 import numpy as np
 import torch
 
+from torchyard import distributed
 from torchyard.checkpoint import load_checkpoint, load_model_weights, save_checkpoint
 from torchyard.console import Reporter
-from torchyard.data import Predictions
 from torchyard.errors import TrainingError
 from torchyard.files import atomic_path, atomic_write
+from torchyard.resume import ResumableSampler, capture_rng, restore_rng
 from torchyard.run import Run
 
-__all__ = ["FitResult", "Trainer", "fit_and_submit", "predict_and_submit"]
+__all__ = ["FitResult", "Trainer", "TrainingInterrupted", "probabilities_of", "write_metrics_csv"]
 
 
 @dataclass
@@ -38,6 +43,27 @@ class FitResult:
     stopped_early: bool = False
 
 
+@dataclass
+class _EpochSums:
+    """What an epoch accumulates while it trains (kept in mid-epoch checkpoints)."""
+
+    loss_sum: float = 0.0
+    samples: int = 0
+    skipped: int = 0
+
+
+class TrainingInterrupted(Exception):
+    """SIGINT or SIGTERM stopped training; a resumable checkpoint was written."""
+
+    def __init__(self, signum: int, checkpoint: Path | None, epoch: int, step: int) -> None:
+        self.signum, self.checkpoint, self.epoch, self.step = signum, checkpoint, epoch, step
+        super().__init__(f"interrupted at epoch {epoch}, optimizer step {step}")
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+
 class Trainer:
     """Runs the epochs of one :class:`~torchyard.run.Run`."""
 
@@ -47,111 +73,193 @@ class Trainer:
         self.global_step = 0
         self.scaler = run.precision.make_scaler()
         self._non_blocking = run.device.type == "cuda"
+        self._world = distributed.world_size()
+        self._main = distributed.is_main()
+        #: the module training calls: the model, or its DistributedDataParallel wrapper
+        self.train_model: torch.nn.Module = run.model
+        if self._world > 1 and run.optimizer is not None:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [run.device.index] if run.device.type == "cuda" else None
+            self.train_model = DistributedDataParallel(run.model, device_ids=ids)
+        self._stop = _StopRequest()
+        self._stop_seen = False
+        self._epoch_generator_state: torch.Tensor | None = None
+        self._train_generator = torch.Generator()
+        self._config_json = jsonable_config(run.config)
 
     # -- fitting -------------------------------------------------------------
 
-    def fit(self) -> FitResult:
+    def fit(self, resume: dict[str, Any] | None = None) -> FitResult:
+        """Train for ``trainer.max_epochs`` epochs; with ``resume`` (a checkpoint
+        payload), continue that run exactly where its checkpoint left it.
+
+        :raises TrainingInterrupted: on SIGINT/SIGTERM, after writing a
+            resumable ``last.pt``.
+        """
         run, trainer = self.run, self.run.trainer
         train_loader = run.loader("train")
         val_loader = run.loader("val")
         assert train_loader is not None  # build_run checked the data
+        sampler: ResumableSampler = train_loader.sampler  # type: ignore[assignment]
+        generator: torch.Generator = train_loader.generator  # type: ignore[assignment]
+        self._train_generator = generator
         ckpt_dir = run.out_dir / "checkpoints"
-        result = FitResult()
+        result = FitResult(last_path=ckpt_dir / "last.pt")
         patience_left = trainer.early_stopping.patience if trainer.early_stopping else None
-        writer = _BackgroundWriter()
+        first_epoch, done, sums = 1, 0, _EpochSums()
+        if resume is not None:
+            first_epoch, done, sums, patience_left = self._restore(resume, result, generator)
+            result.best_path = ckpt_dir / "best.pt" if result.best_epoch is not None else None
+            if patience_left is not None and patience_left <= 0:
+                result.stopped_early = True  # the checkpoint's run had stopped early
+                first_epoch = trainer.max_epochs + 1
+        self._writer = writer = _BackgroundWriter()
         run.host.call("on_run_start", run=run)
         try:
-            for epoch in range(1, trainer.max_epochs + 1):
-                started = time.perf_counter()
-                train_loss = self._train_epoch(epoch, train_loader)
-                row: dict[str, Any] = {"epoch": epoch, "step": self.global_step, "train/loss": train_loss}
-                if val_loader is not None:
-                    val = self.validate(val_loader)
-                    row.update(val)
-                    run.host.call("on_validation_end", run=run, epoch=epoch, metrics=val)
-                row["lr"] = float(run.optimizer.param_groups[0]["lr"])  # type: ignore[union-attr]
-                value = row[run.monitor]
-                if run.scheduler is not None:
-                    run.scheduler.after_epoch(value)
-                row["time_s"] = time.perf_counter() - started
-                result.rows.append(row)
-                improved = _finite(value) and (
-                    result.best_value is None or _better(value, result.best_value, run.mode, 0.0)
-                )
-                if patience_left is not None and trainer.early_stopping is not None:
-                    significant = _finite(value) and (
+            with _stop_requests(self._stop):
+                for epoch in range(first_epoch, trainer.max_epochs + 1):
+                    started = time.perf_counter()
+                    # the epoch's order is drawn from this state; a checkpoint
+                    # taken part-way keeps it, to draw the same order again
+                    self._epoch_generator_state = generator.get_state()
+                    sampler.set_epoch(epoch)
+                    sampler.skip = done * (train_loader.batch_size or 1)
+                    sums = self._train_epoch(epoch, train_loader, done, sums, result)
+                    done = 0
+                    train_loss = sums.loss_sum / max(sums.samples, 1)
+                    row: dict[str, Any] = {
+                        "epoch": epoch,
+                        "step": self.global_step,
+                        "train/loss": train_loss,
+                    }
+                    if trainer.on_nonfinite_loss == "skip":
+                        row["train/skipped_batches"] = sums.skipped
+                    if val_loader is not None:
+                        val = self.validate(val_loader)
+                        row.update(val)
+                        run.host.call("on_validation_end", run=run, epoch=epoch, metrics=val)
+                    row["lr"] = float(run.optimizer.param_groups[0]["lr"])  # type: ignore[union-attr]
+                    value = row[run.monitor]
+                    if run.scheduler is not None:
+                        run.scheduler.after_epoch(value)
+                    row["time_s"] = time.perf_counter() - started
+                    result.rows.append(row)
+                    improved = _finite(value) and (
                         result.best_value is None
-                        or _better(value, result.best_value, run.mode, trainer.early_stopping.min_delta)
+                        or _better(value, result.best_value, run.mode, 0.0)
                     )
-                    patience_left = trainer.early_stopping.patience if significant else patience_left - 1
-                if improved:
-                    result.best_value, result.best_epoch = float(value), epoch
-                # best.pt and last.pt of an improving epoch hold the same state:
-                # serialize it once (torch.save is most of an epoch's
-                # bookkeeping on small models), copy the file, and do both on
-                # the writer thread while the next epoch trains
-                state = _snapshot(self._state(epoch, result))
-                result.last_path = ckpt_dir / "last.pt"
-                if improved:
-                    result.best_path = ckpt_dir / "best.pt"
-                writer.submit(_write_checkpoints, state, ckpt_dir, improved)
-                self._write_metrics(result.rows)
-                self.reporter.stop()
-                self.reporter.epoch_line(epoch, trainer.max_epochs, row, improved, run.monitor)
-                run.host.call("on_epoch_end", run=run, epoch=epoch, metrics=dict(row))
-                if patience_left is not None and patience_left <= 0:
-                    result.stopped_early = True
-                    self.reporter.info(
-                        f"early stopping: {run.monitor} has not improved for "
-                        f"{trainer.early_stopping.patience} epochs"
+                    if patience_left is not None and trainer.early_stopping is not None:
+                        significant = _finite(value) and (
+                            result.best_value is None
+                            or _better(
+                                value, result.best_value, run.mode, trainer.early_stopping.min_delta
+                            )
+                        )
+                        patience_left = (
+                            trainer.early_stopping.patience if significant else patience_left - 1
+                        )
+                    if improved:
+                        result.best_value, result.best_epoch = float(value), epoch
+                        result.best_path = ckpt_dir / "best.pt"
+                    if sums.skipped:
+                        self.reporter.warn(
+                            f"epoch {epoch}: skipped {sums.skipped} batch(es) with a non-finite loss"
+                        )
+                    sums = _EpochSums()
+                    # best.pt and last.pt of an improving epoch hold the same
+                    # state: serialize it once, copy the file, and do both (and
+                    # metrics.csv) on the writer thread while the next epoch trains
+                    state = self._state(
+                        epoch,
+                        epoch_done=True,
+                        batches=0,
+                        sums=sums,
+                        result=result,
+                        patience_left=patience_left,
                     )
-                    break
+                    if self._main:
+                        writer.submit(
+                            _write_epoch_files,
+                            state,
+                            ckpt_dir,
+                            improved,
+                            run.out_dir / "metrics.csv",
+                            [dict(r) for r in result.rows],
+                        )
+                    self.reporter.stop()
+                    self.reporter.epoch_line(epoch, trainer.max_epochs, row, improved, run.monitor)
+                    run.host.call("on_epoch_end", run=run, epoch=epoch, metrics=dict(row))
+                    if self._stop_agreed(reduce=True):
+                        writer.wait()
+                        raise TrainingInterrupted(
+                            self._stop.signum or 2, result.last_path, epoch, self.global_step
+                        )
+                    if patience_left is not None and patience_left <= 0:
+                        result.stopped_early = True
+                        self.reporter.info(
+                            f"early stopping: {run.monitor} has not improved for "
+                            f"{trainer.early_stopping.patience} epochs"
+                        )
+                        break
         finally:
             self.reporter.stop()
             writer.close()  # every checkpoint is on disk before fit() returns or raises
         return result
 
-    def _train_epoch(self, epoch: int, loader: Any) -> float:
+    def _train_epoch(
+        self, epoch: int, loader: Any, first: int, sums: _EpochSums, result: FitResult
+    ) -> _EpochSums:
+        """Train one epoch from batch ``first`` on (0 unless resumed part-way)."""
         run, trainer = self.run, self.run.trainer
-        model, optimizer, loss_fn = run.model, run.optimizer, run.loss_fn
+        model, optimizer, loss_fn = self.train_model, run.optimizer, run.loss_fn
         assert optimizer is not None
         accumulate = trainer.accumulate_grad_batches
         log_every = trainer.log_every_n_steps
+        every = trainer.checkpoint_every_n_steps
+        skip_nonfinite = trainer.on_nonfinite_loss == "skip"
         schedule = run.scheduler
         total = len(loader)
         if trainer.limit_train_batches is not None:
             total = min(total, trainer.limit_train_batches)
-        self.reporter.start_epoch(epoch, trainer.max_epochs, total)
+        self.reporter.start_epoch(epoch, trainer.max_epochs, total - first)
 
         model.train()
         optimizer.zero_grad(set_to_none=True)
-        loss_sum, samples, window_samples = 0.0, 0, 0
+        window_samples = 0
         window_start = time.perf_counter()
-        for index, batch in enumerate(loader):
+        for index, batch in enumerate(loader, start=first):
             if index >= total:
                 break
             inputs, targets = self._to_device(batch)
-            with run.precision.autocast():
+            boundary = (index + 1) % accumulate == 0 or index + 1 == total
+            with self._no_sync(not boundary), run.precision.autocast():
                 outputs = model(inputs)
                 loss = loss_fn(outputs, targets)
-            value = loss.item()
-            if not math.isfinite(value):
+            value = self._loss_value(loss)
+            finite = math.isfinite(value)
+            if finite:
+                scaled = loss / accumulate if accumulate > 1 else loss
+                with self._no_sync(not boundary):
+                    if self.scaler is not None:
+                        self.scaler.scale(scaled).backward()
+                    else:
+                        scaled.backward()
+            elif skip_nonfinite:
+                sums.skipped += 1
+            else:
                 raise TrainingError(
                     f"loss is {value} at epoch {epoch}, batch {index + 1} (optimizer step "
                     f"{self.global_step}); training stopped, the last good checkpoint is kept"
                 )
-            scaled = loss / accumulate if accumulate > 1 else loss
-            if self.scaler is not None:
-                self.scaler.scale(scaled).backward()
-            else:
-                scaled.backward()
-            if (index + 1) % accumulate == 0 or index + 1 == total:
-                self._optimizer_step()
+            if boundary:
+                self._optimizer_step(epoch, index, skip_nonfinite, sums)
                 if schedule is not None:
                     schedule.after_optimizer_step()
             n = len(targets)
-            loss_sum += value * n
-            samples += n
+            if finite:
+                sums.loss_sum += value * n
+                sums.samples += n
             window_samples += n
             if (index + 1) % log_every == 0 or index + 1 == total:
                 now = time.perf_counter()
@@ -161,43 +269,126 @@ class Trainer:
                     window_samples / max(now - window_start, 1e-9),
                 )
                 window_start, window_samples = now, 0
-        return loss_sum / max(samples, 1)
+            if boundary and index + 1 < total:
+                stopping = self._stop_agreed(reduce=False)
+                if stopping or (every is not None and self.global_step % every == 0):
+                    state = self._state(
+                        epoch,
+                        epoch_done=False,
+                        batches=index + 1,
+                        sums=sums,
+                        result=result,
+                        patience_left=None,
+                    )
+                    if self._main:
+                        self._writer.submit(
+                            _write_checkpoints, state, result.last_path.parent, False
+                        )  # type: ignore[union-attr]
+                    if stopping:
+                        self._writer.wait()
+                        raise TrainingInterrupted(
+                            self._stop.signum or 2, result.last_path, epoch, self.global_step
+                        )
+        return sums
 
-    def _optimizer_step(self) -> None:
+    def _loss_value(self, loss: torch.Tensor) -> float:
+        """The batch's loss as a number; under torch.distributed, the mean over
+        processes (so that every process agrees on a non-finite loss)."""
+        if self._world == 1:
+            return loss.item()
+        both = torch.stack(
+            [loss.detach().float(), torch.tensor(float(self._stop.signum != 0), device=loss.device)]
+        )
+        distributed.all_reduce_sum(both)
+        self._stop_seen = bool(both[1].item() > 0)
+        return float(both[0].item()) / self._world
+
+    def _stop_agreed(self, *, reduce: bool) -> bool:
+        """Whether a stop was requested (under torch.distributed: on any process,
+        as of the last step's reduction unless ``reduce``)."""
+        if self._world == 1:
+            return self._stop.signum != 0
+        if not reduce:
+            return self._stop_seen
+        flag = torch.tensor([float(self._stop.signum != 0)], device=self.run.device)
+        distributed.all_reduce_sum(flag)
+        return bool(flag.item() > 0)
+
+    def _no_sync(self, skip: bool) -> Any:
+        """DDP's ``no_sync`` for the micro-batches of an accumulation window."""
+        no_sync = getattr(self.train_model, "no_sync", None)
+        return no_sync() if skip and no_sync is not None else _null_context()
+
+    def _optimizer_step(
+        self, epoch: int, index: int, skip_nonfinite: bool, sums: _EpochSums
+    ) -> None:
+        """Clip, check and apply the accumulated gradients.
+
+        Without a grad scaler, a NaN or inf anywhere in the gradients stops
+        training (or, with ``on_nonfinite_loss: skip``, drops this update);
+        a grad scaler skips such steps itself. Either way the step counts, so
+        the LR schedule keeps its pace.
+        """
         run, trainer = self.run, self.run.trainer
         optimizer = run.optimizer
         assert optimizer is not None
-        if trainer.gradient_clip_val is not None:
-            if self.scaler is not None:
-                self.scaler.unscale_(optimizer)
-            parameters = run.model.parameters()
-            if trainer.gradient_clip_algorithm == "norm":
-                norm = torch.nn.utils.clip_grad_norm_(parameters, trainer.gradient_clip_val)
-                if not torch.isfinite(norm) and self.scaler is None:
+        parameters = [p for p in run.model.parameters() if p.grad is not None]
+        clip, algorithm = trainer.gradient_clip_val, trainer.gradient_clip_algorithm
+        if self.scaler is not None and clip is not None:
+            self.scaler.unscale_(optimizer)
+        if clip is not None and algorithm == "value":
+            torch.nn.utils.clip_grad_value_(parameters, clip)
+        update = bool(parameters)
+        if parameters and self.scaler is None:
+            norm = (
+                torch.nn.utils.clip_grad_norm_(parameters, clip)
+                if clip is not None and algorithm == "norm"
+                else torch.nn.utils.get_total_norm([p.grad for p in parameters])
+            )
+            if not torch.isfinite(norm):
+                if not skip_nonfinite:
                     raise TrainingError(
-                        f"gradient norm is {norm.item()} at optimizer step {self.global_step + 1}; "
-                        "training stopped, the last good checkpoint is kept"
+                        f"gradient norm is {norm.item()} at epoch {epoch}, batch {index + 1} "
+                        f"(optimizer step {self.global_step + 1}); training stopped, the last good "
+                        "checkpoint is kept"
                     )
-            else:
-                torch.nn.utils.clip_grad_value_(parameters, trainer.gradient_clip_val)
+                sums.skipped += 1
+                update = False
+        elif parameters and clip is not None and algorithm == "norm":
+            torch.nn.utils.clip_grad_norm_(parameters, clip)
         if self.scaler is not None:
-            self.scaler.step(optimizer)
-            self.scaler.update()
-        else:
+            if update:
+                self.scaler.step(optimizer)  # skips the step itself on inf/NaN gradients
+                self.scaler.update()
+        elif update:
             optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         self.global_step += 1
 
+    def load_best(self, result: FitResult) -> bool:
+        """Load the best checkpoint's weights into the model (process 0 reads
+        the file and sends the weights to the others); False when there is none."""
+        if result.best_path is None:
+            return False
+        if self._main:
+            payload = load_checkpoint(result.best_path, map_location=self.run.device)
+            load_model_weights(self.run.model, payload, result.best_path)
+        distributed.broadcast_module(self.run.model)
+        return True
+
     # -- evaluation -----------------------------------------------------------
 
     def validate(self, loader: Any) -> dict[str, float]:
-        """Validation loss and every metric, over the whole loader."""
+        """Validation loss and every metric, over the whole loader (under
+        torch.distributed: over every process's share)."""
         run = self.run
         run.model.eval()
         for metric in run.metrics.values():
             metric.reset()
-        loss_total = torch.zeros((), device=run.device)
-        count = 0
+        # loss sum and sample count, reduced across processes in one call
+        totals = torch.zeros(
+            2, device=run.device, dtype=torch.float32 if run.device.type == "mps" else torch.float64
+        )
         with torch.inference_mode():
             for batch in loader:
                 inputs, targets = self._to_device(batch)
@@ -205,18 +396,21 @@ class Trainer:
                     outputs = run.model(inputs)
                     loss = run.loss_fn(outputs, targets)
                 outputs = outputs.float()
-                loss_total += loss.float() * len(targets)
-                count += len(targets)
+                totals[0] += loss.to(totals.dtype) * len(targets)
+                totals[1] += len(targets)
                 for metric in run.metrics.values():
                     metric.update(outputs, targets)
-        values = {"val/loss": (loss_total / max(count, 1)).item()}
+        distributed.all_reduce_sum(totals)
+        loss_total, count = totals.tolist()
+        values = {"val/loss": loss_total / max(count, 1)}
         for key, metric in run.metrics.items():
             metric.sync()
             values[f"val/{key}"] = float(metric.compute())
         return values
 
     def predict(self, loader: Any, views: list[Any] | None = None) -> np.ndarray:
-        """Model outputs for every sample of ``loader``, in order.
+        """Model outputs for every sample of ``loader``, in order (under
+        torch.distributed: every process's share, gathered on every process).
 
         With test-time augmentation ``views`` (callables applied to the input
         batch), the class probabilities of the plain batch and of every view
@@ -234,13 +428,14 @@ class Trainer:
                     outputs = run.model(inputs).float()
                     if views:
                         probabilities = [probabilities_of(outputs)]
-                        probabilities += [probabilities_of(run.model(view(inputs)).float()) for view in views]
+                        probabilities += [
+                            probabilities_of(run.model(view(inputs)).float()) for view in views
+                        ]
                         outputs = torch.stack(probabilities).mean(0).clamp_min(1e-12).log()
                 chunks.append(outputs.float().cpu())
-        if not chunks:
-            return np.zeros((0, 0), dtype=np.float32)
-        out = torch.cat(chunks)
-        return (out.unsqueeze(1) if out.ndim == 1 else out).numpy()
+        out = torch.cat(chunks) if chunks else torch.zeros((0, 0))
+        array = (out.unsqueeze(1) if out.ndim == 1 else out).numpy()
+        return distributed.gather_in_order(array)
 
     # -- helpers ---------------------------------------------------------------
 
@@ -249,9 +444,23 @@ class Trainer:
         device, nb = self.run.device, self._non_blocking
         return inputs.to(device, non_blocking=nb), targets.to(device, non_blocking=nb)
 
-    def _state(self, epoch: int, result: FitResult) -> dict[str, Any]:
+    def _state(
+        self,
+        epoch: int,
+        *,
+        epoch_done: bool,
+        batches: int,
+        sums: _EpochSums,
+        result: FitResult,
+        patience_left: int | None,
+    ) -> dict[str, Any]:
+        """A checkpoint of this moment: a copy that training can no longer change."""
         run = self.run
-        return {
+        rng = distributed.all_gather_objects(capture_rng())  # one per process
+        # the state to draw the next epoch's order from (a finished epoch), or
+        # this epoch's again (part-way: its remaining batches are skipped to)
+        generator = self._train_generator.get_state() if epoch_done else self._epoch_generator_state
+        state = {
             "model": run.model.state_dict(),
             "optimizer": run.optimizer.state_dict() if run.optimizer is not None else None,
             "scheduler": run.scheduler.state_dict() if run.scheduler is not None else None,
@@ -260,22 +469,107 @@ class Trainer:
             "global_step": self.global_step,
             "monitor": run.monitor,
             "best_value": result.best_value,
-            "config": _jsonable_config(run),
+            "progress": {
+                "epoch": epoch,
+                "epoch_done": epoch_done,
+                "batches": batches,
+                "loss_sum": sums.loss_sum,
+                "samples": sums.samples,
+                "skipped": sums.skipped,
+                "rows": [dict(r) for r in result.rows],
+                "best_epoch": result.best_epoch,
+                "patience_left": patience_left,
+                "world_size": self._world,
+            },
+            "rng": rng,
+            "loader_generator": generator,
+            "config": self._config_json,
             "plugins": {
                 name: info.version or "" for name, info in sorted(run.host.plugins.items())
             },
         }
+        return _snapshot(state)  # type: ignore[no-any-return]
 
-    def _write_metrics(self, rows: list[dict[str, Any]]) -> None:
-        import csv
+    def _restore(
+        self, payload: dict[str, Any], result: FitResult, generator: torch.Generator
+    ) -> tuple[int, int, _EpochSums, int | None]:
+        """Put the run back where checkpoint ``payload`` left it; returns the
+        epoch to run next, its batches already done, its sums and the
+        early-stopping patience left."""
+        from torchyard.errors import ConfigError
 
-        columns: list[str] = []
-        for row in rows:
-            columns += [c for c in row if c not in columns]
-        with atomic_write(self.run.out_dir / "metrics.csv") as f:
-            writer = csv.DictWriter(f, fieldnames=columns)
-            writer.writeheader()
-            writer.writerows(rows)
+        run = self.run
+        progress = payload.get("progress")
+        if progress is None or payload.get("rng") is None:
+            raise ConfigError(
+                "--resume: this checkpoint was written without the state a resume needs "
+                "(RNG and data order); start a new run, or predict with it"
+            )
+        run.model.load_state_dict(payload["model"])
+        if run.optimizer is not None and payload.get("optimizer") is not None:
+            run.optimizer.load_state_dict(payload["optimizer"])
+        if run.scheduler is not None and payload.get("scheduler") is not None:
+            run.scheduler.load_state_dict(payload["scheduler"])
+        if self.scaler is not None and payload.get("scaler") is not None:
+            self.scaler.load_state_dict(payload["scaler"])
+        self.global_step = int(payload["global_step"])
+        result.rows = [dict(r) for r in progress["rows"]]
+        result.best_value = payload.get("best_value")
+        result.best_epoch = progress.get("best_epoch")
+        rng = payload["rng"]
+        rank = distributed.rank()
+        if progress["world_size"] != self._world and not progress["epoch_done"]:
+            raise ConfigError(
+                f"--resume: the checkpoint was written part-way through an epoch by "
+                f"{progress['world_size']} process(es); resume it with the same number of processes"
+            )
+        restore_rng(rng[rank] if rank < len(rng) else rng[0])
+        if payload.get("loader_generator") is not None:
+            generator.set_state(payload["loader_generator"])
+        if progress["epoch_done"]:
+            return int(progress["epoch"]) + 1, 0, _EpochSums(), progress["patience_left"]
+        sums = _EpochSums(
+            float(progress["loss_sum"]), int(progress["samples"]), int(progress["skipped"])
+        )
+        patience = progress["patience_left"]
+        return int(progress["epoch"]), int(progress["batches"]), sums, patience
+
+
+class _StopRequest:
+    """Set by the SIGINT/SIGTERM handler; read by the loop between steps."""
+
+    def __init__(self) -> None:
+        self.signum = 0
+
+
+@contextlib.contextmanager
+def _stop_requests(request: _StopRequest) -> Iterator[None]:
+    """While training: the first SIGINT or SIGTERM asks the loop to stop after
+    the current step (and write a resumable checkpoint); a second one acts as
+    usual (KeyboardInterrupt, or termination)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous: dict[int, Any] = {}
+
+    def handler(signum: int, frame: Any) -> None:
+        request.signum = signum
+        signal.signal(signum, previous[signum])
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        before = signal.getsignal(signum)
+        previous[signum] = before if before is not None else signal.SIG_DFL
+        signal.signal(signum, handler)
+    try:
+        yield
+    finally:
+        for signum, before in previous.items():
+            signal.signal(signum, before)
+
+
+@contextlib.contextmanager
+def _null_context() -> Iterator[None]:
+    yield
 
 
 def _copy_file(source: Path, target: Path) -> Path:
@@ -318,6 +612,31 @@ class _BackgroundWriter:
             self._pool.shutdown(wait=True)
 
 
+def _write_epoch_files(
+    state: dict[str, Any],
+    directory: Path,
+    improved: bool,
+    metrics: Path,
+    rows: list[dict[str, Any]],
+) -> None:
+    """An epoch's end: its checkpoints, then ``metrics.csv`` (on the writer thread)."""
+    _write_checkpoints(state, directory, improved)
+    write_metrics_csv(metrics, rows)
+
+
+def write_metrics_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    """One row per epoch, one column per logged value (in order of first appearance)."""
+    import csv
+
+    columns: list[str] = []
+    for row in rows:
+        columns += [c for c in row if c not in columns]
+    with atomic_write(path) as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
 def _write_checkpoints(state: dict[str, Any], directory: Path, improved: bool) -> None:
     if improved:
         best = save_checkpoint(directory / "best.pt", state)
@@ -337,10 +656,11 @@ def _snapshot(value: Any) -> Any:
     return value
 
 
-def _jsonable_config(run: Run) -> dict[str, Any]:
+def jsonable_config(config: Any) -> dict[str, Any]:
+    """A validated config as plain JSON values (what checkpoints keep)."""
     import json
 
-    return json.loads(run.config.model_dump_json(by_alias=True))  # type: ignore[no-any-return]
+    return json.loads(config.model_dump_json(by_alias=True))  # type: ignore[no-any-return]
 
 
 def _finite(value: Any) -> bool:
@@ -351,57 +671,6 @@ def _better(value: float, best: float, mode: str, min_delta: float) -> bool:
     return value < best - min_delta if mode == "min" else value > best + min_delta
 
 
-# -- whole runs --------------------------------------------------------------------
-
-
-def fit_and_submit(run: Run, reporter: Reporter) -> dict[str, Any]:
-    """Train, reload the best checkpoint, predict the test split and write it."""
-    trainer = Trainer(run, reporter)
-    result = trainer.fit()
-    last = result.rows[-1]
-    best_row = next((r for r in result.rows if r["epoch"] == result.best_epoch), None)
-    if result.best_path is not None:
-        payload = load_checkpoint(result.best_path, map_location=run.device)
-        load_model_weights(run.model, payload, result.best_path)
-    else:
-        reporter.warn(f"{run.monitor} was never finite; predicting with the last weights")
-    submission = _submit(trainer, reporter)
-    reporter.final_table(best_row, last)
-    report = _report(trainer, result, reporter)
-    summary = {
-        "monitor": run.monitor,
-        "mode": run.mode,
-        "best_value": result.best_value,
-        "best_epoch": result.best_epoch,
-        "epochs": len(result.rows),
-        "stopped_early": result.stopped_early,
-        "best_checkpoint": str(result.best_path) if result.best_path else None,
-        "last_checkpoint": str(result.last_path) if result.last_path else None,
-        "submission": str(submission) if submission else None,
-        "report": report,
-        "final": {k: v for k, v in last.items() if k not in ("epoch", "step", "time_s")},
-    }
-    with atomic_write(run.out_dir / "summary.json") as f:
-        import json
-
-        json.dump(summary, f, indent=2)
-    run.host.call("on_run_end", run=run, summary=summary)
-    return summary
-
-
-def _report(trainer: Trainer, result: FitResult, reporter: Reporter) -> dict[str, str] | None:
-    """Per-class scores, confusion matrix and curves, for classification runs."""
-    from torchyard.report import collect_outputs, write_report
-
-    run = trainer.run
-    loader = run.loader("val")
-    if run.data.task != "classification" or loader is None:
-        return None
-    outputs, targets = collect_outputs(trainer, loader)
-    names = run.data.class_names
-    return write_report(run.out_dir / "report", outputs, targets, names, result.rows, reporter)
-
-
 def probabilities_of(outputs: torch.Tensor) -> torch.Tensor:
     """Class probabilities of a batch of outputs: softmax, or for one binary
     logit ``[1 - sigmoid, sigmoid]``."""
@@ -409,64 +678,3 @@ def probabilities_of(outputs: torch.Tensor) -> torch.Tensor:
         p = torch.sigmoid(outputs.reshape(-1))
         return torch.stack([1 - p, p], dim=-1)
     return torch.softmax(outputs, dim=-1)
-
-
-def resolve_checkpoints(path: Path) -> list[Path]:
-    """A checkpoint file, or a run directory: its best checkpoint, or for a
-    k-fold run every fold's best checkpoint (their predictions are averaged)."""
-    from torchyard.errors import ConfigError
-
-    if path.is_file():
-        return [path]
-    if path.is_dir():
-        folds = sorted(path.glob("fold_*/checkpoints/best.pt"))
-        if folds:
-            return folds
-        if (path / "checkpoints" / "best.pt").is_file():
-            return [path / "checkpoints" / "best.pt"]
-        raise ConfigError(f"--checkpoint {path}: no checkpoints/best.pt or fold_*/checkpoints/best.pt in it")
-    raise ConfigError(f"checkpoint {path}: file not found")
-
-
-def predict_and_submit(run: Run, checkpoints: list[Path], reporter: Reporter) -> Path | None:
-    """Predict the test split with each checkpoint (their class probabilities
-    averaged when several) and write the submission."""
-    trainer = Trainer(run, reporter)
-    loader = run.loader("test")
-    if loader is None:
-        reporter.info("no test split: nothing to predict")
-        return None
-    outputs = []
-    for checkpoint in checkpoints:
-        load_model_weights(run.model, load_checkpoint(checkpoint, map_location=run.device), checkpoint)
-        outputs.append(trainer.predict(loader, views=run.tta))
-    if len(outputs) == 1:
-        return _write(run, outputs[0], reporter)
-    mean = torch.stack([probabilities_of(torch.from_numpy(o)) for o in outputs]).mean(0)
-    reporter.info(f"averaging the probabilities of {len(outputs)} checkpoints")
-    return _write(run, mean.clamp_min(1e-12).log().numpy(), reporter)
-
-
-def _submit(trainer: Trainer, reporter: Reporter) -> Path | None:
-    run = trainer.run
-    loader = run.loader("test")
-    if loader is None:
-        reporter.info("no test split: nothing to predict")
-        return None
-    return _write(run, trainer.predict(loader, views=run.tta), reporter)
-
-
-def _write(run: Run, outputs: np.ndarray, reporter: Reporter) -> Path | None:
-    ids = list(run.data.test_ids) if run.data.test_ids is not None else list(range(len(outputs)))
-    predictions = Predictions(
-        ids=ids,
-        outputs=outputs,
-        task=run.data.task,
-        class_names=list(run.data.class_names) if run.data.class_names else None,
-    )
-    if run.writer is None:
-        reporter.info("no writer configured: predictions were not written")
-        return None
-    path = Path(run.writer.write(predictions, run.out_dir))
-    reporter.info(f"submission: {path}")
-    return path

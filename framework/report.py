@@ -20,7 +20,8 @@ __all__ = ["collect_outputs", "write_report"]
 
 
 def collect_outputs(trainer: Any, loader: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Model outputs and targets over a labelled loader, in order."""
+    """Model outputs and targets over a labelled loader, in order (under
+    torch.distributed: over every process's share, on every process)."""
     import torch
 
     run = trainer.run
@@ -33,7 +34,10 @@ def collect_outputs(trainer: Any, loader: Any) -> tuple[np.ndarray, np.ndarray]:
                 out = run.model(inputs)
             outputs.append(out.float().cpu())
             targets.append(batch[1].cpu())
-    return torch.cat(outputs).numpy(), torch.cat(targets).numpy()
+    from torchyard.distributed import gather_in_order
+
+    # under torch.distributed: every process's share, back in the dataset's order
+    return gather_in_order(torch.cat(outputs).numpy()), gather_in_order(torch.cat(targets).numpy())
 
 
 def write_report(

@@ -94,7 +94,9 @@ class Run:
         dataset = getattr(self.data, split)
         if dataset is None:
             return None
-        return make_loader(dataset, self.loader_config, self.device, train=split == "train")
+        return make_loader(
+            dataset, self.loader_config, self.device, train=split == "train", seed=self.trainer.seed
+        )
 
 
 def build_component(
@@ -148,12 +150,24 @@ def accepted_parameters(factory: Any) -> set[str]:
 
 
 def make_loader(
-    dataset: Dataset[Any], loader: Any, device: torch.device, *, train: bool
+    dataset: Dataset[Any], loader: Any, device: torch.device, *, train: bool, seed: int | None = None
 ) -> DataLoader[Any]:
+    """The DataLoader of one split.
+
+    Training draws its order through a :class:`~torchyard.resume.ResumableSampler`
+    (so an interrupted epoch can be resumed part-way) from its own generator,
+    or under torch.distributed from a ``DistributedSampler``; evaluation
+    splits keep their order and, under torch.distributed, are shared out
+    without padding (:class:`~torchyard.distributed.StridedShard`).
+    """
+    from torch.utils.data import DistributedSampler, RandomSampler, SequentialSampler
+
+    from torchyard import distributed
+    from torchyard.resume import ResumableSampler
+
     pin = device.type == "cuda" if loader.pin_memory == "auto" else bool(loader.pin_memory)
     kwargs: dict[str, Any] = {
         "batch_size": loader.batch_size if train else (loader.eval_batch_size or loader.batch_size),
-        "shuffle": loader.shuffle if train else False,
         "drop_last": loader.drop_last if train else False,
         "num_workers": loader.num_workers,
         "pin_memory": pin,
@@ -162,10 +176,28 @@ def make_loader(
         kwargs["persistent_workers"] = loader.persistent_workers
         if loader.prefetch_factor is not None:
             kwargs["prefetch_factor"] = loader.prefetch_factor
+    rank, world = distributed.rank(), distributed.world_size()
     if train:
         generator = torch.Generator()
         generator.manual_seed(torch.initial_seed())
         kwargs["generator"] = generator
+        inner: Any
+        if world > 1:
+            inner = DistributedSampler(
+                dataset,
+                num_replicas=world,
+                rank=rank,
+                shuffle=loader.shuffle,
+                seed=seed if seed is not None else 0,
+                drop_last=loader.drop_last,
+            )
+        elif loader.shuffle:
+            inner = RandomSampler(dataset, generator=generator)  # type: ignore[arg-type]
+        else:
+            inner = SequentialSampler(dataset)  # type: ignore[arg-type]
+        kwargs["sampler"] = ResumableSampler(inner)
+    elif world > 1:
+        kwargs["sampler"] = distributed.StridedShard(len(dataset), rank, world)  # type: ignore[arg-type]
     return DataLoader(dataset, **kwargs)
 
 
@@ -225,7 +257,10 @@ def build_run(
     if trainer.seed is not None:
         seed_everything(trainer.seed)
     set_deterministic(trainer.deterministic)
-    device = resolve_device(trainer.device)
+    from torchyard import distributed
+
+    # under torchrun: join the process group; each process has its own device
+    device = distributed.setup(trainer.device) or resolve_device(trainer.device)
     precision = resolve_precision(trainer.precision, device)
 
     data = build_component(cfg.data, context=_transforms(cfg), where="data")

@@ -15,7 +15,8 @@ from torchyard.checkpoint import load_checkpoint
 from torchyard.config import validate_config
 from torchyard.console import Reporter
 from torchyard.errors import ConfigError, DataError, TrainingError
-from torchyard.loop import Trainer, fit_and_submit
+from torchyard.loop import Trainer
+from torchyard.pipeline import fit_and_submit
 from torchyard.plugins import PluginHost
 from torchyard.run import Run, build_run
 

@@ -55,7 +55,10 @@ USER_ERROR = 2
 
 
 def render_error(error: TorchyardError) -> None:
-    """One line per problem on stderr, no traceback."""
+    """One line per problem on stderr, no traceback (under torchrun: from
+    process 0 only, which every process's identical error would repeat)."""
+    if os.environ.get("RANK", "0") != "0":
+        return
     for problem in error.problems:
         typer.echo(f"error: {problem}", err=True)
 

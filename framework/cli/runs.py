@@ -41,6 +41,7 @@ def check(config_path: ConfigArg, overrides: SetOpt = None) -> None:
         resolve_device,
         resolve_precision,
     )
+
     device = resolve_device(config.trainer.device)
     resolve_precision(config.trainer.precision, device)
     parts = []
@@ -53,8 +54,28 @@ def check(config_path: ConfigArg, overrides: SetOpt = None) -> None:
         parts.append(f"{section}: {names}")
     typer.echo(f"{config_path}: ok")
     typer.echo("  " + "; ".join(parts))
-    typer.echo(f"  device: {device}, precision: {config.trainer.precision}, monitor: "
-               f"{resolve_monitor(config)}")
+    typer.echo(
+        f"  device: {device}, precision: {config.trainer.precision}, monitor: "
+        f"{resolve_monitor(config)}"
+    )
+
+
+ResumeOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--resume",
+        help="Continue a run from its checkpoint: a checkpoint file, a run directory (its "
+        "checkpoints/last.pt), or 'last' (--out's, or the newest run of this config).",
+        show_default=False,
+    ),
+]
+AllowChangesOpt = Annotated[
+    bool,
+    typer.Option(
+        "--allow-changes",
+        help="Resume even though the config differs from the checkpoint's (the differences are printed).",
+    ),
+]
 
 
 @user_errors
@@ -63,43 +84,196 @@ def run(
     out: OutOpt = None,
     overrides: SetOpt = None,
     overwrite: OverwriteOpt = False,
+    resume: ResumeOpt = None,
+    allow_changes: AllowChangesOpt = False,
 ) -> None:
-    """Train, keep the best checkpoint, predict the test split and write the submission."""
+    """Train, keep the best checkpoint, predict the test split and write the submission.
+
+    Under torchrun (torchrun --nproc_per_node=N -m torchyard run CONFIG) every
+    process trains its share of the data; process 0 writes and prints.
+    """
+    from torchyard import distributed
     from torchyard.console import Reporter
-    from torchyard.kfold import fit_folds, is_kfold
-    from torchyard.loop import fit_and_submit
-    from torchyard.run import build_run, choose_run_dir, create_run_dir, write_resolved_config
+    from torchyard.kfold import is_kfold
+    from torchyard.loop import TrainingInterrupted
 
     config = _load(config_path, overrides)
-    out_dir = choose_run_dir(out, config_path, overwrite=overwrite)
-    reporter = Reporter(progress=config.trainer.progress)
-    with _threads(config.trainer.num_threads):
-        if is_kfold(config):
-            # fold 0 is built (and checked) before anything is written
-            probe = build_run(config, host(), out_dir / "fold_0")
-            _warn_split(reporter, probe)
-            create_run_dir(out_dir)
-            write_resolved_config(out_dir, config, probe.resolved)
-            reporter.info(f"run directory: {out_dir}  ({probe.extras['folds']} folds, device {probe.device})")
-            summary = fit_folds(config, host(), out_dir, reporter)
-            oof = summary["oof"].get(probe.monitor)
-            typer.echo(f"out-of-fold {probe.monitor}: {oof:.4f}" if oof is not None else "done")
-            return
-        run_ = build_run(config, host(), out_dir)
-        _warn_split(reporter, run_)
+    distributed.setup(config.trainer.device)  # under torchrun: join the process group
+    reporter = Reporter(progress=config.trainer.progress, quiet=not distributed.is_main())
+    try:
+        with _threads(config.trainer.num_threads):
+            if is_kfold(config):
+                if resume is not None:
+                    from torchyard.errors import ConfigError
+
+                    raise ConfigError(
+                        "--resume: k-fold runs cannot be resumed as a whole; train the remaining "
+                        "folds one by one with --set split.fold=K"
+                    )
+                _run_folds(config, config_path, out, overwrite, reporter)
+                return
+            _run_single(config, config_path, out, overwrite, reporter, resume, allow_changes)
+    except TrainingInterrupted as stop:
+        _report_interruption(stop, config_path, overrides)
+        raise typer.Exit(stop.exit_code) from None
+    finally:
+        distributed.teardown()
+
+
+def _run_single(
+    config: Any,
+    config_path: Path,
+    out: Path | None,
+    overwrite: bool,
+    reporter: Any,
+    resume: str | None,
+    allow_changes: bool,
+) -> None:
+    from torchyard import distributed
+    from torchyard.pipeline import fit_and_submit
+    from torchyard.run import build_run, create_run_dir, write_resolved_config
+
+    payload = None
+    if resume is not None:
+        out_dir, payload = _resume_target(
+            config, config_path, out, overwrite, resume, allow_changes, reporter
+        )
+    else:
+        out_dir = _run_dir(out, config_path, overwrite)
+    run_ = build_run(config, host(), out_dir)
+    _warn_split(reporter, run_)
+    if distributed.is_main():
         create_run_dir(out_dir)
         write_resolved_config(out_dir, config, run_.resolved)
-        reporter.info(
-            f"run directory: {out_dir}  (device {run_.device}, "
-            f"precision {config.trainer.precision})"
-        )
-        summary = fit_and_submit(run_, reporter)
-    best = summary["best_value"]
-    typer.echo(
-        f"best {summary['monitor']}: {best:.4f} (epoch {summary['best_epoch']})"
-        if best is not None
-        else f"best {summary['monitor']}: none"
+    distributed.barrier()
+    where = f"resuming epoch {_resume_point(payload)}, " if payload is not None else ""
+    processes = f", {distributed.world_size()} processes" if distributed.world_size() > 1 else ""
+    reporter.info(
+        f"run directory: {out_dir}  ({where}device {run_.device}{processes}, "
+        f"precision {config.trainer.precision})"
     )
+    summary = fit_and_submit(run_, reporter, resume=payload)
+    best = summary["best_value"]
+    if distributed.is_main():
+        typer.echo(
+            f"best {summary['monitor']}: {best:.4f} (epoch {summary['best_epoch']})"
+            if best is not None
+            else f"best {summary['monitor']}: none"
+        )
+
+
+def _run_folds(
+    config: Any, config_path: Path, out: Path | None, overwrite: bool, reporter: Any
+) -> None:
+    from torchyard import distributed
+    from torchyard.kfold import fit_folds
+    from torchyard.run import build_run, create_run_dir, write_resolved_config
+
+    out_dir = _run_dir(out, config_path, overwrite)
+    # fold 0 is built (and checked) before anything is written
+    probe = build_run(config, host(), out_dir / "fold_0")
+    _warn_split(reporter, probe)
+    if distributed.is_main():
+        create_run_dir(out_dir)
+        write_resolved_config(out_dir, config, probe.resolved)
+    distributed.barrier()
+    reporter.info(
+        f"run directory: {out_dir}  ({probe.extras['folds']} folds, device {probe.device})"
+    )
+    summary = fit_folds(config, host(), out_dir, reporter)
+    oof = summary["oof"].get(probe.monitor)
+    if distributed.is_main():
+        typer.echo(f"out-of-fold {probe.monitor}: {oof:.4f}" if oof is not None else "done")
+
+
+def _run_dir(out: Path | None, config_path: Path, overwrite: bool, suffix: str = "") -> Path:
+    """A new run directory (process 0 picks it, so that every process agrees)."""
+    from torchyard import distributed
+    from torchyard.run import choose_run_dir
+
+    # every process checks (the same error everywhere, no process left waiting)
+    chosen = choose_run_dir(out, config_path, overwrite=overwrite, suffix=suffix)
+    return distributed.broadcast_object(chosen)  # type: ignore[no-any-return]
+
+
+def _resume_target(
+    config: Any,
+    config_path: Path,
+    out: Path | None,
+    overwrite: bool,
+    resume: str,
+    allow_changes: bool,
+    reporter: Any,
+) -> tuple[Path, dict[str, Any]]:
+    """The run directory to continue in and the checkpoint to continue from.
+
+    A changed config is refused (every difference listed) unless
+    ``allow_changes``; keys that do not change what is computed (progress
+    bar, threads) may always change.
+    """
+    from torchyard.checkpoint import load_checkpoint
+    from torchyard.errors import ConfigError
+    from torchyard.loop import jsonable_config
+    from torchyard.resume import config_differences, find_resume_checkpoint, run_dir_of
+    from torchyard.run import choose_run_dir
+
+    checkpoint = find_resume_checkpoint(resume, out, config_path)
+    payload = load_checkpoint(checkpoint)
+    if payload.get("progress") is None:
+        raise ConfigError(
+            f"--resume {checkpoint}: this checkpoint holds no resume state (RNG and data order); "
+            "it can be used with `torchyard predict`, or to start a new run"
+        )
+    differences = config_differences(payload.get("config") or {}, jsonable_config(config))
+    if differences and not allow_changes:
+        raise ConfigError(
+            *(
+                f"--resume {checkpoint}: config changed since the checkpoint: {line} "
+                "(pass --allow-changes to resume anyway)"
+                for line in differences
+            )
+        )
+    for line in differences:
+        reporter.warn(f"resuming with a changed config: {line}")
+    home = run_dir_of(checkpoint)
+    if out is None:
+        if home is None:
+            raise ConfigError(
+                f"--resume {checkpoint}: the checkpoint is not inside a run directory "
+                "(<run>/checkpoints/); pass --out to choose where the resumed run writes"
+            )
+        return home, payload
+    if home is not None and out.resolve() == home:
+        return out, payload
+    return choose_run_dir(out, config_path, overwrite=overwrite), payload
+
+
+def _resume_point(payload: dict[str, Any]) -> str:
+    progress = payload["progress"]
+    if progress["epoch_done"]:
+        return f"{progress['epoch'] + 1}"
+    return f"{progress['epoch']} at batch {progress['batches'] + 1}"
+
+
+def _report_interruption(stop: Any, config_path: Path, overrides: list[str] | None) -> None:
+    import shlex
+    import signal
+
+    from torchyard import distributed
+
+    if not distributed.is_main():
+        return
+    name = signal.Signals(stop.signum).name if stop.signum else "signal"
+    command = ["torchyard", "run", str(config_path)]
+    for item in overrides or []:
+        command += ["--set", item]
+    command += ["--resume", str(stop.checkpoint)]
+    typer.echo(
+        f"interrupted ({name}) at epoch {stop.epoch}, optimizer step {stop.step}; "
+        f"resumable checkpoint: {stop.checkpoint}",
+        err=True,
+    )
+    typer.echo(f"resume with: {shlex.join(command)}", err=True)
 
 
 @user_errors
@@ -119,28 +293,34 @@ def predict(
     overwrite: OverwriteOpt = False,
 ) -> None:
     """Predict the test split with a checkpoint (or a fold ensemble) and write the submission."""
+    from torchyard import distributed
     from torchyard.checkpoint import load_checkpoint
     from torchyard.console import Reporter
-    from torchyard.loop import predict_and_submit, resolve_checkpoints
-    from torchyard.run import build_run, choose_run_dir, create_run_dir
+    from torchyard.pipeline import predict_and_submit, resolve_checkpoints
+    from torchyard.run import build_run, create_run_dir
 
     config = _load(config_path, overrides)
     checkpoints = resolve_checkpoints(checkpoint)
     for path in checkpoints:
         load_checkpoint(path)  # refuse a bad checkpoint before building anything
-    out_dir = choose_run_dir(out, config_path, overwrite=overwrite, suffix="-predict")
-    reporter = Reporter(progress=False)
-    with _threads(config.trainer.num_threads):
-        run_ = build_run(config, host(), out_dir, train=False)
-        existed = out_dir.exists()
-        create_run_dir(out_dir)
-        try:
-            path = predict_and_submit(run_, checkpoints, reporter)
-        except BaseException:
-            if not existed and not any(out_dir.iterdir()):
-                out_dir.rmdir()  # leave nothing behind for a failed prediction
-            raise
-    if path is None:
+    distributed.setup(config.trainer.device)  # under torchrun: join the process group
+    try:
+        out_dir = _run_dir(out, config_path, overwrite, suffix="-predict")
+        reporter = Reporter(progress=False, quiet=not distributed.is_main())
+        with _threads(config.trainer.num_threads):
+            run_ = build_run(config, host(), out_dir, train=False)
+            existed = out_dir.exists()
+            if distributed.is_main():
+                create_run_dir(out_dir)
+            try:
+                path = predict_and_submit(run_, checkpoints, reporter)
+            except BaseException:
+                if distributed.is_main() and not existed and not any(out_dir.iterdir()):
+                    out_dir.rmdir()  # leave nothing behind for a failed prediction
+                raise
+    finally:
+        distributed.teardown()
+    if path is None and distributed.is_main():
         typer.echo("nothing written")
 
 
@@ -175,7 +355,9 @@ def preview_lr(
     table.add_column("step", justify="right")
     for g in range(groups):
         table.add_column("lr" if groups == 1 else f"lr group {g}", justify="right")
-    shown = rows if every_step else [r for i, r in enumerate(rows) if i == 0 or r[0] != rows[i - 1][0]]
+    shown = (
+        rows if every_step else [r for i, r in enumerate(rows) if i == 0 or r[0] != rows[i - 1][0]]
+    )
     if not every_step and rows[-1] is not shown[-1]:
         shown.append(rows[-1])
     for epoch, step, lrs in shown:

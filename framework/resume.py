@@ -1,0 +1,197 @@
+"""What exact resumption needs beyond weights: RNG states, data order, the config.
+
+A checkpoint written by :class:`~torchyard.loop.Trainer` holds, besides the
+model, optimizer, scheduler and grad scaler:
+
+* ``rng``: the python, numpy, torch CPU and CUDA generator states at the
+  moment of the checkpoint (one entry per process of a distributed run);
+* ``progress``: the epoch, how many of its batches are done, the running
+  sums of the epoch's training loss, the metrics rows so far, the best
+  value and the early-stopping patience left;
+* ``loader_generator``: the state of the training loader's generator at the
+  start of the epoch to (re)run, from which the epoch's shuffled order is
+  drawn again. A resumed epoch draws that same order and skips the batches
+  already done by index (:class:`ResumableSampler`), without loading them.
+
+Exact continuation holds on the CPU in deterministic mode with
+``loader.num_workers: 0`` (random augmentations in worker processes draw
+from per-worker generators that a skip cannot replay).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import random
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Sampler
+
+from torchyard.errors import ConfigError
+
+__all__ = [
+    "IGNORED_CHANGES",
+    "ResumableSampler",
+    "capture_rng",
+    "config_differences",
+    "find_resume_checkpoint",
+    "restore_rng",
+]
+
+
+# -- random number generators ---------------------------------------------------------
+
+
+def capture_rng() -> dict[str, Any]:
+    """The state of every global generator, as plain values and tensors
+    (loadable with ``weights_only=True``)."""
+    version, internal, gauss = random.getstate()
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    state: dict[str, Any] = {
+        "python": {"version": version, "state": list(internal), "gauss": gauss},
+        "numpy": {
+            "kind": kind,
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached": float(cached),
+        },
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None,
+    }
+    return state
+
+
+def restore_rng(state: dict[str, Any]) -> None:
+    """Set every global generator back to ``state`` (from :func:`capture_rng`)."""
+    py = state["python"]
+    random.setstate((py["version"], tuple(py["state"]), py["gauss"]))
+    npy = state["numpy"]
+    np.random.set_state(
+        (
+            npy["kind"],
+            npy["keys"].numpy().astype(np.uint32),
+            npy["pos"],
+            npy["has_gauss"],
+            npy["cached"],
+        )
+    )
+    torch.set_rng_state(state["torch"].cpu())
+    if state.get("cuda") is not None and torch.cuda.is_available():
+        cuda = [s.cpu() for s in state["cuda"]]
+        if len(cuda) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(cuda)
+
+
+# -- data order ------------------------------------------------------------------------
+
+
+class ResumableSampler(Sampler[int]):
+    """Wraps the training sampler so that an epoch can start part-way.
+
+    ``skip`` indices (batches done x batch size) are dropped from the next
+    epoch's order, once; the order itself is drawn exactly as the wrapped
+    sampler draws it, so a resumed epoch visits the remaining samples in
+    the order the interrupted one would have. Indices are skipped, not
+    samples: nothing is loaded for the batches already done.
+    """
+
+    def __init__(self, inner: Sampler[int]) -> None:
+        self.inner = inner
+        self.skip = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Pass the epoch to a sampler that shuffles by it (``DistributedSampler``)."""
+        set_epoch = getattr(self.inner, "set_epoch", None)
+        if set_epoch is not None:
+            set_epoch(epoch)
+
+    def __iter__(self) -> Iterator[int]:
+        skip, self.skip = self.skip, 0
+        return itertools.islice(iter(self.inner), skip, None)
+
+    def __len__(self) -> int:
+        return len(self.inner)  # type: ignore[arg-type]
+
+
+# -- the config of a resumed run ----------------------------------------------------------
+
+#: Config keys that may change on resume without ``--allow-changes``: they do
+#: not change what is computed.
+IGNORED_CHANGES = frozenset(
+    {"trainer.progress", "trainer.num_threads", "trainer.log_every_n_steps"}
+)
+
+
+def config_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """One line per dotted key whose value differs: ``key: old -> new``."""
+    old, new = _flatten(saved), _flatten(current)
+    lines = []
+    for key in sorted(old.keys() | new.keys()):
+        if key in IGNORED_CHANGES or old.get(key, _MISSING) == new.get(key, _MISSING):
+            continue
+        lines.append(f"{key}: {_show(old.get(key, _MISSING))} -> {_show(new.get(key, _MISSING))}")
+    return lines
+
+
+_MISSING = object()
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, dict):
+        if not value and prefix:
+            return {prefix: {}}
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+        return out
+    return {prefix: value}
+
+
+def _show(value: Any) -> str:
+    return "(unset)" if value is _MISSING else json.dumps(value)
+
+
+def find_resume_checkpoint(resume: str, out: Path | None, config_path: Path) -> Path:
+    """The checkpoint ``--resume`` names.
+
+    ``last``: ``--out``'s ``checkpoints/last.pt``, or without ``--out`` the
+    newest run of this config under ``runs/`` that has one. A directory: its
+    ``checkpoints/last.pt``. Otherwise a checkpoint file.
+    """
+    if resume == "last":
+        if out is not None:
+            return _last_of(out, f"--resume last: no checkpoints/last.pt in --out {out}")
+        base = Path("runs") / config_path.stem
+        runs = sorted(
+            (p for p in base.glob("*/checkpoints/last.pt") if p.is_file()),
+            key=lambda p: p.stat().st_mtime,
+        )
+        if not runs:
+            raise ConfigError(
+                f"--resume last: no run of {config_path.name} with checkpoints/last.pt under {base}"
+            )
+        return runs[-1]
+    path = Path(resume)
+    if path.is_dir():
+        return _last_of(path, f"--resume {path}: no checkpoints/last.pt in it")
+    if not path.is_file():
+        raise ConfigError(f"--resume {path}: file not found")
+    return path
+
+
+def _last_of(run_dir: Path, message: str) -> Path:
+    path = run_dir / "checkpoints" / "last.pt"
+    if not path.is_file():
+        raise ConfigError(message)
+    return path
+
+
+def run_dir_of(checkpoint: Path) -> Path | None:
+    """The run directory a checkpoint lives in (``<run>/checkpoints/x.pt``), if any."""
+    parent = checkpoint.resolve().parent
+    return parent.parent if parent.name == "checkpoints" else None

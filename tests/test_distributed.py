@@ -1,0 +1,181 @@
+"""Multi-process training and prediction on torch.distributed (gloo, CPU).
+
+Two processes started the way torchrun starts them (RANK, WORLD_SIZE,
+MASTER_ADDR, ...) must compute the same validation metrics and the same
+predictions as one process, with the same weights; and `torchrun ... -m
+torchyard run` must train and write one set of files from process 0.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+import torch.multiprocessing as mp
+import yaml
+
+from torchyard.distributed import StridedShard, gather_in_order
+
+pytestmark = pytest.mark.slow
+
+CONFIG: dict[str, Any] = {
+    "model": {"name": "small_cnn", "channels": 8},
+    "data": {"name": "digits", "val_fraction": 0.25, "test_fraction": 0.2},
+    "loss": {"name": "cross_entropy"},
+    "optimizer": {"name": "adamw", "lr": 0.01},
+    "metrics": [
+        {"name": "accuracy"},
+        {"name": "f1", "average": "macro"},
+        {"name": "roc_auc"},
+        {"name": "top_k_accuracy", "k": 3},
+    ],
+    "writer": {"name": "csv"},
+    "loader": {"batch_size": 32, "eval_batch_size": 50},
+    "trainer": {"max_epochs": 2, "device": "cpu", "progress": False, "seed": 3, "num_threads": 1},
+}
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_strided_shards_cover_every_sample_once() -> None:
+    shards = [list(StridedShard(11, r, 3)) for r in range(3)]
+    assert sorted(sum(shards, [])) == list(range(11))
+    assert [len(s) for s in shards] == [4, 4, 3]  # no padding
+    assert gather_in_order(np.arange(5)).tolist() == list(range(5))  # one process: unchanged
+
+
+# -- same weights, one process against two -------------------------------------------------
+
+
+def _evaluate(out: Path, weights: Path, train_one_epoch: bool) -> dict[str, Any]:
+    """Build the run, load ``weights``, validate and predict (and optionally
+    train an epoch first): what every process of the test does."""
+    from torchyard import distributed
+    from torchyard.config import validate_config
+    from torchyard.loop import Trainer
+    from torchyard.plugins import get_host
+
+    torch.set_num_threads(1)
+    host = get_host()
+    config = CONFIG | {"trainer": CONFIG["trainer"] | {"max_epochs": 1}}
+    run = __import__("torchyard.run", fromlist=["build_run"]).build_run(
+        validate_config(config, host.registry), host, out
+    )
+    run.model.load_state_dict(torch.load(weights, weights_only=True))
+    trainer = Trainer(run)
+    outcome: dict[str, Any] = {"world": distributed.world_size()}
+    outcome["metrics"] = trainer.validate(run.loader("val"))
+    outcome["predictions"] = trainer.predict(run.loader("test"))
+    if train_one_epoch:
+        trainer.fit()
+        # parameters only: BatchNorm running statistics are each process's own, as in DDP
+        outcome["trained"] = {k: v.detach().clone() for k, v in run.model.named_parameters()}
+    return outcome
+
+
+def _worker(rank: int, world: int, port: int, out: str, weights: str) -> None:
+    os.environ.update(
+        RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world),
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port),
+    )
+    from torchyard import distributed
+
+    try:
+        outcome = _evaluate(Path(out) / f"rank{rank}", Path(weights), train_one_epoch=True)
+        torch.save(outcome, Path(out) / f"outcome{rank}.pt")
+    finally:
+        distributed.teardown()
+
+
+def test_two_processes_give_the_metrics_and_predictions_of_one(tmp_path: Path) -> None:
+    from torchyard_builtins.models.small import SmallCNN
+
+    torch.manual_seed(0)
+    weights = tmp_path / "weights.pt"
+    torch.save(SmallCNN(num_classes=10, in_channels=1, channels=8).state_dict(), weights)
+    single = _evaluate(tmp_path / "single", weights, train_one_epoch=False)
+    assert single["world"] == 1
+
+    mp.spawn(_worker, args=(2, free_port(), str(tmp_path), str(weights)), nprocs=2, join=True)
+    outcomes = [torch.load(tmp_path / f"outcome{r}.pt", weights_only=False) for r in range(2)]
+    for outcome in outcomes:
+        assert outcome["world"] == 2
+        # every sample counted once: the padding DistributedSampler adds is not used
+        for key, value in single["metrics"].items():
+            assert outcome["metrics"][key] == pytest.approx(value, rel=1e-6, abs=1e-7), key
+        assert outcome["predictions"].shape == single["predictions"].shape
+        np.testing.assert_allclose(outcome["predictions"], single["predictions"], rtol=1e-5, atol=1e-5)
+        assert (outcome["predictions"].argmax(1) == single["predictions"].argmax(1)).all()
+    # DistributedDataParallel kept the processes' parameters identical while training
+    left, right = outcomes[0]["trained"], outcomes[1]["trained"]
+    assert all(torch.equal(left[k], right[k]) for k in left)
+    assert not all(torch.equal(left[k], torch.load(weights)[k]) for k in left)  # and they trained
+
+
+# -- torchrun, end to end -------------------------------------------------------------------
+
+
+def test_torchrun_trains_and_process_0_writes_one_submission(tmp_path: Path) -> None:
+    # an MLP learns digits steadily in two short epochs (a CNN with BatchNorm is noisier)
+    config = CONFIG | {"model": {"name": "mlp"}}
+    (tmp_path / "digits.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone",
+        "-m", "torchyard", "run", "digits.yaml", "--out", "ddp",
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("best val/accuracy:") == 1  # printed by process 0 only
+    assert "2 processes" in done.stdout
+    run = tmp_path / "ddp"
+    rows = read_csv(run / "metrics.csv")
+    assert [r["epoch"] for r in rows] == ["1", "2"]
+    assert float(rows[-1]["val/accuracy"]) > 0.85
+    submission = read_csv(run / "submission.csv")
+    ids = [r["id"] for r in submission]
+    assert len(ids) == len(set(ids)) == 360  # every test sample once: 20% of 1797
+    assert sorted(p.name for p in run.iterdir()) == sorted(
+        ["checkpoints", "config.yaml", "metrics.csv", "report", "submission.csv", "summary.json"]
+    )
+
+    # the same checkpoint predicted by two processes and by one: the same submission
+    for name, launcher in (("one", []), ("two", [sys.executable, "-m", "torch.distributed.run",
+                                                  "--nproc_per_node=2", "--standalone"])):
+        args = ["-m", "torchyard", "predict", "digits.yaml", "-c", "ddp", "--out", f"predict-{name}"]
+        done = subprocess.run(launcher + args if launcher else [sys.executable, *args], cwd=tmp_path,
+                              env=env, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-3000:]
+    one = (tmp_path / "predict-one" / "submission.csv").read_text()
+    assert one == (tmp_path / "predict-two" / "submission.csv").read_text()
+    assert one == (run / "submission.csv").read_text()
+
+
+def test_a_config_error_under_torchrun_is_printed_once(tmp_path: Path) -> None:
+    bad = CONFIG | {"optimizer": {"name": "adamw", "lr": -1}}
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(bad, sort_keys=False))
+    done = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone",
+         "-m", "torchyard", "run", "bad.yaml"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=600,
+    )
+    assert done.returncode != 0
+    assert done.stderr.count("error: optimizer.lr:") == 1
+    assert not (tmp_path / "runs").exists()
