@@ -23,10 +23,16 @@ import numpy as np
 import torch
 
 from torchyard import distributed
-from torchyard.checkpoint import load_checkpoint, load_model_weights, save_checkpoint
+from torchyard.checkpoint import (
+    checkpoint_bytes,
+    load_checkpoint,
+    load_model_weights,
+    pack,
+    write_checkpoint_bytes,
+)
 from torchyard.console import Reporter
 from torchyard.errors import TrainingError
-from torchyard.files import atomic_path, atomic_write
+from torchyard.files import atomic_write
 from torchyard.resume import ResumableSampler, capture_rng, restore_rng
 from torchyard.run import Run
 
@@ -83,6 +89,9 @@ class Trainer:
             ids = [run.device.index] if run.device.type == "cuda" else None
             self.train_model = DistributedDataParallel(run.model, device_ids=ids)
         self._stop = _StopRequest()
+        self._parameters = [p for p in run.model.parameters() if p.requires_grad]
+        self._found_inf: torch.Tensor | None = None
+        self._one: torch.Tensor | None = None
         self._stop_seen = False
         self._epoch_generator_state: torch.Tensor | None = None
         self._train_generator = torch.Generator()
@@ -167,9 +176,9 @@ class Trainer:
                             f"epoch {epoch}: skipped {sums.skipped} batch(es) with a non-finite loss"
                         )
                     sums = _EpochSums()
-                    # best.pt and last.pt of an improving epoch hold the same
-                    # state: serialize it once, copy the file, and do both (and
-                    # metrics.csv) on the writer thread while the next epoch trains
+                    # serialized here (a consistent copy, and no thread holding
+                    # the GIL while this one trains); written to best.pt and
+                    # last.pt, with metrics.csv, on the writer thread
                     state = self._state(
                         epoch,
                         epoch_done=True,
@@ -181,7 +190,7 @@ class Trainer:
                     if self._main:
                         writer.submit(
                             _write_epoch_files,
-                            state,
+                            checkpoint_bytes(state),
                             ckpt_dir,
                             improved,
                             run.out_dir / "metrics.csv",
@@ -218,6 +227,8 @@ class Trainer:
         log_every = trainer.log_every_n_steps
         every = trainer.checkpoint_every_n_steps
         skip_nonfinite = trainer.on_nonfinite_loss == "skip"
+        # DDP's no_sync for the micro-batches of an accumulation window
+        no_sync = self.train_model.no_sync if self.train_model is not run.model else None  # type: ignore[operator]
         schedule = run.scheduler
         total = len(loader)
         if trainer.limit_train_batches is not None:
@@ -233,14 +244,15 @@ class Trainer:
                 break
             inputs, targets = self._to_device(batch)
             boundary = (index + 1) % accumulate == 0 or index + 1 == total
-            with self._no_sync(not boundary), run.precision.autocast():
+            sync = _NULL if boundary or no_sync is None else no_sync()
+            with sync, run.precision.autocast():
                 outputs = model(inputs)
                 loss = loss_fn(outputs, targets)
             value = self._loss_value(loss)
             finite = math.isfinite(value)
             if finite:
                 scaled = loss / accumulate if accumulate > 1 else loss
-                with self._no_sync(not boundary):
+                with _NULL if boundary or no_sync is None else no_sync():
                     if self.scaler is not None:
                         self.scaler.scale(scaled).backward()
                     else:
@@ -282,8 +294,11 @@ class Trainer:
                     )
                     if self._main:
                         self._writer.submit(
-                            _write_checkpoints, state, result.last_path.parent, False
-                        )  # type: ignore[union-attr]
+                            _write_checkpoints,
+                            checkpoint_bytes(state),
+                            result.last_path.parent,  # type: ignore[union-attr]
+                            False,
+                        )
                     if stopping:
                         self._writer.wait()
                         raise TrainingInterrupted(
@@ -314,11 +329,6 @@ class Trainer:
         distributed.all_reduce_sum(flag)
         return bool(flag.item() > 0)
 
-    def _no_sync(self, skip: bool) -> Any:
-        """DDP's ``no_sync`` for the micro-batches of an accumulation window."""
-        no_sync = getattr(self.train_model, "no_sync", None)
-        return no_sync() if skip and no_sync is not None else _null_context()
-
     def _optimizer_step(
         self, epoch: int, index: int, skip_nonfinite: bool, sums: _EpochSums
     ) -> None:
@@ -332,7 +342,7 @@ class Trainer:
         run, trainer = self.run, self.run.trainer
         optimizer = run.optimizer
         assert optimizer is not None
-        parameters = [p for p in run.model.parameters() if p.grad is not None]
+        parameters = [p for p in self._parameters if p.grad is not None]
         clip, algorithm = trainer.gradient_clip_val, trainer.gradient_clip_algorithm
         if self.scaler is not None and clip is not None:
             self.scaler.unscale_(optimizer)
@@ -340,13 +350,13 @@ class Trainer:
             torch.nn.utils.clip_grad_value_(parameters, clip)
         update = bool(parameters)
         if parameters and self.scaler is None:
-            norm = (
-                torch.nn.utils.clip_grad_norm_(parameters, clip)
-                if clip is not None and algorithm == "norm"
-                else torch.nn.utils.get_total_norm([p.grad for p in parameters])
-            )
-            if not torch.isfinite(norm):
+            if clip is not None and algorithm == "norm":
+                finite = bool(torch.isfinite(torch.nn.utils.clip_grad_norm_(parameters, clip)))
+            else:
+                finite = self._gradients_finite([p.grad for p in parameters])  # type: ignore[misc]
+            if not finite:
                 if not skip_nonfinite:
+                    norm = torch.nn.utils.get_total_norm([p.grad for p in parameters])  # type: ignore[misc]
                     raise TrainingError(
                         f"gradient norm is {norm.item()} at epoch {epoch}, batch {index + 1} "
                         f"(optimizer step {self.global_step + 1}); training stopped, the last good "
@@ -376,6 +386,22 @@ class Trainer:
         distributed.broadcast_module(self.run.model)
         return True
 
+    def _gradients_finite(self, grads: list[torch.Tensor]) -> bool:
+        """Whether every gradient is free of NaN and inf.
+
+        One fused pass, the check ``GradScaler`` makes (with a scale of 1):
+        about a tenth of the cost of computing the gradient norm.
+        """
+        if self._found_inf is None or self._found_inf.device != grads[0].device:
+            self._found_inf = torch.zeros(1, device=grads[0].device)
+            self._one = torch.ones(1, device=grads[0].device)
+        try:
+            self._found_inf.zero_()
+            torch._amp_foreach_non_finite_check_and_unscale_(grads, self._found_inf, self._one)
+            return not bool(self._found_inf.item())
+        except (RuntimeError, AttributeError):  # a device or torch build without the fused check
+            return bool(torch.isfinite(torch.nn.utils.get_total_norm(grads)))
+
     # -- evaluation -----------------------------------------------------------
 
     def validate(self, loader: Any) -> dict[str, float]:
@@ -385,10 +411,8 @@ class Trainer:
         run.model.eval()
         for metric in run.metrics.values():
             metric.reset()
-        # loss sum and sample count, reduced across processes in one call
-        totals = torch.zeros(
-            2, device=run.device, dtype=torch.float32 if run.device.type == "mps" else torch.float64
-        )
+        loss_total = torch.zeros((), device=run.device)
+        count = 0
         with torch.inference_mode():
             for batch in loader:
                 inputs, targets = self._to_device(batch)
@@ -396,12 +420,15 @@ class Trainer:
                     outputs = run.model(inputs)
                     loss = run.loss_fn(outputs, targets)
                 outputs = outputs.float()
-                totals[0] += loss.to(totals.dtype) * len(targets)
-                totals[1] += len(targets)
+                loss_total += loss.float() * len(targets)
+                count += len(targets)
                 for metric in run.metrics.values():
                     metric.update(outputs, targets)
-        distributed.all_reduce_sum(totals)
-        loss_total, count = totals.tolist()
+        if self._world > 1:  # sum and count over every process, in one call
+            totals = torch.stack([loss_total.double(), torch.tensor(float(count), device=run.device).double()])
+            loss_total, count = distributed.all_reduce_sum(totals).tolist()
+        else:
+            loss_total = loss_total.item()
         values = {"val/loss": loss_total / max(count, 1)}
         for key, metric in run.metrics.items():
             metric.sync()
@@ -454,7 +481,7 @@ class Trainer:
         result: FitResult,
         patience_left: int | None,
     ) -> dict[str, Any]:
-        """A checkpoint of this moment: a copy that training can no longer change."""
+        """A checkpoint of this moment, to serialize before training goes on."""
         run = self.run
         rng = distributed.all_gather_objects(capture_rng())  # one per process
         # the state to draw the next epoch's order from (a finished epoch), or
@@ -488,7 +515,11 @@ class Trainer:
                 name: info.version or "" for name, info in sorted(run.host.plugins.items())
             },
         }
-        return _snapshot(state)  # type: ignore[no-any-return]
+        # the model as a plain state_dict, the resume state packed (see torchyard.checkpoint)
+        state["packed"] = ["optimizer", "scheduler", "scaler", "rng", "loader_generator"]
+        for key in state["packed"]:
+            state[key] = pack(state[key])
+        return state
 
     def _restore(
         self, payload: dict[str, Any], result: FitResult, generator: torch.Generator
@@ -567,26 +598,16 @@ def _stop_requests(request: _StopRequest) -> Iterator[None]:
             signal.signal(signum, before)
 
 
-@contextlib.contextmanager
-def _null_context() -> Iterator[None]:
-    yield
-
-
-def _copy_file(source: Path, target: Path) -> Path:
-    """Copy ``source`` over ``target`` atomically (temporary file, fsync, rename),
-    as :func:`~torchyard.checkpoint.save_checkpoint` writes."""
-    import shutil
-
-    with atomic_path(target) as tmp:
-        shutil.copyfile(source, tmp)
-    return target
+_NULL = contextlib.nullcontext()
 
 
 class _BackgroundWriter:
-    """Runs checkpoint writes one at a time on a thread, in order.
+    """Runs file writes one at a time on a thread, in order.
 
-    ``torch.save`` pickles every tensor in Python; on small models that is
-    most of an epoch's bookkeeping. On a thread it overlaps the next epoch.
+    The writes are I/O (write, fsync, rename), which releases the GIL, so
+    they overlap the next epoch's training. Serializing stays on the
+    training thread: pickling holds the GIL, and on a thread it stalled
+    training for longer than it took (measured in docs/benchmarks.md).
     A write's error surfaces at the next submit or at :meth:`close`.
     """
 
@@ -613,14 +634,14 @@ class _BackgroundWriter:
 
 
 def _write_epoch_files(
-    state: dict[str, Any],
+    data: bytes,
     directory: Path,
     improved: bool,
     metrics: Path,
     rows: list[dict[str, Any]],
 ) -> None:
     """An epoch's end: its checkpoints, then ``metrics.csv`` (on the writer thread)."""
-    _write_checkpoints(state, directory, improved)
+    _write_checkpoints(data, directory, improved)
     write_metrics_csv(metrics, rows)
 
 
@@ -637,23 +658,11 @@ def write_metrics_csv(path: Path, rows: list[dict[str, Any]]) -> None:
         writer.writerows(rows)
 
 
-def _write_checkpoints(state: dict[str, Any], directory: Path, improved: bool) -> None:
+def _write_checkpoints(data: bytes, directory: Path, improved: bool) -> None:
+    """A serialized checkpoint to ``last.pt``, and to ``best.pt`` after an improving epoch."""
     if improved:
-        best = save_checkpoint(directory / "best.pt", state)
-        _copy_file(best, directory / "last.pt")
-    else:
-        save_checkpoint(directory / "last.pt", state)
-
-
-def _snapshot(value: Any) -> Any:
-    """A copy of a checkpoint state whose tensors training can no longer change."""
-    if isinstance(value, torch.Tensor):
-        return value.detach().clone()
-    if isinstance(value, dict):
-        return {k: _snapshot(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return type(value)(_snapshot(v) for v in value)
-    return value
+        write_checkpoint_bytes(directory / "best.pt", data)
+    write_checkpoint_bytes(directory / "last.pt", data)
 
 
 def jsonable_config(config: Any) -> dict[str, Any]:

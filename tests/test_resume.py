@@ -313,3 +313,41 @@ def test_nonfinite_gradients_stop_training(
     run = _run(digits_config, builtin_host, tmp_path)
     with pytest.raises(TrainingError, match=r"gradient norm is (nan|inf) at epoch 1, batch 1 \(optimizer step 1\)"):
         Trainer(run).fit()
+
+
+# -- the checkpoint format ---------------------------------------------------------------------
+
+
+def test_packed_state_round_trips_and_shares_nothing_with_the_original(tmp_path: Path) -> None:
+    from torchyard.checkpoint import pack, unpack
+
+    state = {
+        "state": {0: {"step": torch.tensor(3.0), "exp_avg": torch.randn(4, 2)}, 1: {"mask": torch.tensor([True, False])}},
+        "groups": [{"lr": 0.1, "params": [0, 1]}],
+        "tuple": (torch.arange(3), "text", None),
+        "empty": torch.zeros(0, 5),
+    }
+    packed = pack(state)
+    assert len(packed["buffers"]) == 3  # float32, bool, int64: one buffer each
+    torch.save(packed, tmp_path / "p.pt")
+    back = unpack(torch.load(tmp_path / "p.pt", weights_only=True))
+    assert back["groups"] == state["groups"] and back["tuple"][1:] == ("text", None)
+    assert torch.equal(back["state"][0]["exp_avg"], state["state"][0]["exp_avg"])
+    assert back["state"][0]["step"].shape == () and back["empty"].shape == (0, 5)
+    assert torch.equal(back["state"][1]["mask"], state["state"][1]["mask"])
+    state["state"][0]["exp_avg"].add_(1)  # training goes on: the packed copy does not change
+    assert not torch.equal(unpack(packed)["state"][0]["exp_avg"], state["state"][0]["exp_avg"])
+
+
+def test_a_checkpoint_model_is_a_plain_state_dict_for_any_script(
+    builtin_host: PluginHost, digits_config: dict[str, Any], tmp_path: Path
+) -> None:
+    run = _run(digits_config, builtin_host, tmp_path)
+    Trainer(run).fit()
+    raw = torch.load(tmp_path / "checkpoints" / "best.pt", weights_only=True)
+    assert raw["model"].keys() == run.model.state_dict().keys()
+    assert set(raw["packed"]) == {"optimizer", "scheduler", "scaler", "rng", "loader_generator"}
+    loaded = load_checkpoint(tmp_path / "checkpoints" / "best.pt")
+    assert "packed" not in loaded
+    assert loaded["optimizer"].keys() == run.optimizer.state_dict().keys()  # type: ignore[union-attr]
+    assert len(loaded["rng"]) == 1 and set(loaded["rng"][0]) == {"python", "numpy", "torch", "cuda"}
