@@ -12,8 +12,6 @@ Every problem is reported at once, one line each, with its dotted path:
 
 from __future__ import annotations
 
-import json
-import math
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -185,12 +183,20 @@ def record_of(spec: BaseModel) -> ComponentRecord:
     return record
 
 
-def build_config_model(registry: Registry) -> type[BaseModel]:
-    """The pydantic model of a run config with every registered component."""
+def build_config_model(
+    registry: Registry, only: Mapping[str, list[ComponentRecord]] | None = None
+) -> type[BaseModel]:
+    """The pydantic model of a run config with every registered component.
+
+    ``only`` (kind -> records) restricts a kind to those components: a
+    component's schema may be derived from its factory, which means
+    importing it (torchvision's models, say), so validating a config builds
+    only what the config names (:func:`named_components`).
+    """
     broken: dict[str, str] = {}
     fields: dict[str, Any] = {}
     for section, kind in COMPONENT_SECTIONS.items():
-        component = _component_type(registry, kind, broken)
+        component = _component_type(registry, kind, broken, only)
         if section == "metrics":
             fields[section] = (
                 list[component],  # type: ignore[valid-type]
@@ -200,7 +206,7 @@ def build_config_model(registry: Registry) -> type[BaseModel]:
             fields[section] = (component | None, Field(None, description=f"The {kind}."))
         else:
             fields[section] = (component, Field(description=f"The {kind}."))
-    transform = _component_type(registry, "transform", broken)
+    transform = _component_type(registry, "transform", broken, only)
     transforms = create_model(
         "TransformsConfig",
         __config__=ConfigDict(extra="forbid"),
@@ -275,9 +281,45 @@ def section_model(record: ComponentRecord) -> type[BaseModel]:
     return wrapper
 
 
-def _component_type(registry: Registry, kind: str, broken: dict[str, str]) -> Any:
+def named_components(data: Mapping[str, Any], registry: Registry) -> dict[str, list[ComponentRecord]] | None:
+    """The components a raw config names, by kind; ``None`` if some name is
+    missing or unknown (then every component is needed, to say which exist)."""
+    names: dict[str, list[Any]] = {kind: [] for kind in (*COMPONENT_SECTIONS.values(), "transform")}
+    for section, kind in COMPONENT_SECTIONS.items():
+        value = data.get(section)
+        names[kind] += value if isinstance(value, list) else [] if value is None else [value]
+    transforms = data.get("transforms")
+    if isinstance(transforms, Mapping):
+        for split in ("train", "eval"):
+            value = transforms.get(split)
+            names["transform"] += value if isinstance(value, list) else [] if value is None else [value]
+    tta = data.get("tta")
+    for view in tta if isinstance(tta, list) else []:
+        names["transform"] += view if isinstance(view, list) else [view]
+    only: dict[str, list[ComponentRecord]] = {}
+    for kind, specs in names.items():
+        only[kind] = []
+        for spec in specs:
+            name = spec.get("name") if isinstance(spec, Mapping) else None
+            if not isinstance(name, str):
+                return None
+            try:
+                record = registry.get(kind, name)
+            except TorchyardError:
+                return None
+            if record not in only[kind]:
+                only[kind].append(record)
+    return only
+
+
+def _component_type(
+    registry: Registry,
+    kind: str,
+    broken: dict[str, str],
+    only: Mapping[str, list[ComponentRecord]] | None = None,
+) -> Any:
     members: list[Any] = []
-    for record in registry.records(kind):
+    for record in registry.records(kind) if only is None else only.get(kind, []):
         try:
             wrapper = section_model(record)
         except TorchyardError as e:
@@ -388,11 +430,15 @@ def validate_config(
         missing = missing_requirements(requires)
         if missing:
             raise ConfigError(*missing)
-    model = model or build_config_model(registry)
+    if model is None:
+        named = named_components(data, registry) if isinstance(data, Mapping) else None
+        model = build_config_model(registry, named)
     try:
         config = model.model_validate(data)
     except ValidationError as e:
-        raise ConfigError(*_format_errors(e, data, registry, model)) from None
+        from torchyard.config_errors import format_errors
+
+        raise ConfigError(*format_errors(e, data, registry, model)) from None
     except (TypeError, ValueError, ArithmeticError) as e:
         # a component's schema whose constraint cannot apply to the value given
         # (e.g. '> 0' on a list): still the config's value, still one line
@@ -510,146 +556,3 @@ def _cross_checks(config: Any) -> list[str]:
     if loader.num_workers == 0 and loader.prefetch_factor is not None:
         problems.append("loader.prefetch_factor: needs num_workers > 0")
     return problems
-
-
-# -- error messages ------------------------------------------------------------
-
-
-def _format_errors(
-    error: ValidationError, data: Mapping[str, Any], registry: Registry, model: type[BaseModel]
-) -> list[str]:
-    broken: dict[str, str] = getattr(model, "__torchyard_broken__", {})
-    tags = {r.qualified_name for r in registry.records()}
-    lines: list[str] = []
-    for err in error.errors(include_url=False):
-        loc = [str(p) for p in err["loc"] if not (isinstance(p, str) and p in tags)]
-        path = ".".join(loc) or "<config>"
-        kind = _kind_at(loc)
-        if err["type"] in ("union_tag_invalid", "union_tag_not_found") and kind:
-            lines.append(_component_name_problem(path, kind, _get(data, loc), registry, broken))
-            continue
-        if err["type"] == "extra_forbidden":
-            key = loc[-1]
-            allowed = _allowed_keys(loc[:-1], data, registry, model)
-            lines.append(f"{path}: unknown key{did_you_mean(key, allowed)}")
-            continue
-        lines.append(f"{path}: {_describe(err)}")
-    return list(dict.fromkeys(lines))
-
-
-def _kind_at(loc: Sequence[str]) -> str | None:
-    """The component kind of the section at ``loc``, if it is one."""
-    if not loc:
-        return None
-    if loc[0] == "transforms":
-        return "transform" if len(loc) >= 3 else None
-    if loc[0] == "tta":
-        return "transform" if len(loc) >= 3 else None
-    return COMPONENT_SECTIONS.get(loc[0])
-
-
-def _allowed_keys(
-    loc: Sequence[str], data: Any, registry: Registry, model: type[BaseModel]
-) -> list[str]:
-    """The keys allowed at ``loc``, for did-you-mean on unknown keys."""
-    if not loc:
-        return list(model.model_fields)
-    section = loc[0]
-    if section in ("trainer", "loader"):
-        target: type[BaseModel] = TrainerConfig if section == "trainer" else LoaderConfig
-        if len(loc) > 1 and loc[1] == "early_stopping":
-            target = EarlyStopping
-        return list(target.model_fields)
-    if section == "split":
-        return list(SplitConfig.model_fields)
-    if section == "transforms" and len(loc) == 1:
-        return ["train", "eval"]
-    kind = _kind_at(loc)
-    spec = _get(data, loc)
-    if kind is None or not isinstance(spec, Mapping):
-        return []
-    try:
-        fields = section_model(registry.get(kind, str(spec.get("name")))).model_fields
-    except TorchyardError:
-        return []
-    return [f.alias or n for n, f in fields.items()]
-
-
-def _component_name_problem(
-    path: str, kind: str, value: Any, registry: Registry, broken: Mapping[str, str]
-) -> str:
-    if not isinstance(value, Mapping):
-        return f"{path}: expected a mapping like {{name: ..., <params>}}, got {_show(value)}"
-    name = value.get("name")
-    if name is None:
-        return f"{path}: missing 'name' (which {kind} to use)"
-    if not isinstance(name, str):
-        return f"{path}.name: expected a {kind} name, got {_show(name)}"
-    try:
-        record = registry.get(kind, name)
-    except TorchyardError as e:
-        return f"{path}: {e}"
-    return f"{path}: {broken.get(record.qualified_name, f'{kind} {name!r} is unusable')}"
-
-
-def _get(data: Any, loc: Sequence[str]) -> Any:
-    for part in loc:
-        if isinstance(data, Mapping):
-            data = data.get(part)
-        elif isinstance(data, list) and part.isdigit() and int(part) < len(data):
-            data = data[int(part)]
-        else:
-            return None
-    return data
-
-
-_NUMBER_BOUNDS = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}
-_BOUND_KEYS = {"greater_than": "gt", "greater_than_equal": "ge", "less_than": "lt", "less_than_equal": "le"}
-_EXPECTED = {
-    "float_parsing": "a number",
-    "float_type": "a number",
-    "int_parsing": "an integer",
-    "int_type": "an integer",
-    "int_from_float": "an integer",
-    "bool_parsing": "true or false",
-    "bool_type": "true or false",
-    "string_type": "a string",
-    "list_type": "a list",
-    "tuple_type": "a list",
-    "dict_type": "a mapping",
-    "model_type": "a mapping",
-    "model_attributes_type": "a mapping",
-    "none_required": "null",
-    "finite_number": "a finite number",
-}
-
-
-def _describe(err: Mapping[str, Any]) -> str:
-    kind, ctx, value = err["type"], err.get("ctx") or {}, err.get("input")
-    if kind == "missing":
-        return "required, but missing"
-    if kind in _NUMBER_BOUNDS:
-        bound = ctx.get(_BOUND_KEYS[kind])
-        if isinstance(bound, float) and bound.is_integer():
-            bound = int(bound)
-        return f"expected a number {_NUMBER_BOUNDS[kind]} {bound}, got {_show(value)}"
-    if kind == "literal_error":
-        return f"expected {ctx.get('expected', 'one of the allowed values')}, got {_show(value)}"
-    if kind in _EXPECTED:
-        return f"expected {_EXPECTED[kind]}, got {_show(value)}"
-    if kind in ("too_short", "too_long"):
-        return f"{err['msg'][0].lower()}{err['msg'][1:]}, got {_show(value)}"
-    if kind == "value_error":
-        return f"{ctx.get('error', err['msg'])}"
-    return f"{err['msg'][0].lower()}{err['msg'][1:]}, got {_show(value)}"
-
-
-def _show(value: Any) -> str:
-    if isinstance(value, str):
-        return repr(value)
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    if isinstance(value, Mapping):
-        return "a mapping"
-    text = json.dumps(value, default=str) if value is not None else "null"
-    return text if len(text) <= 60 else text[:57] + "..."

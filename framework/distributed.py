@@ -106,9 +106,17 @@ def setup(device_spec: str) -> torch.device | None:
     return torch.device("cuda", local) if use_cuda else torch.device("cpu")
 
 
-def teardown() -> None:
+def teardown(wait: bool = True) -> None:
+    """Leave the process group; with ``wait``, once every process is done
+    with it (gloo aborts a process whose peer tore its connection down
+    first). After an error, do not wait: the others may never arrive, and
+    torchrun stops them when this process exits."""
     if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
+        try:
+            if wait:
+                dist.barrier()
+        finally:
+            dist.destroy_process_group()
 
 
 def barrier() -> None:

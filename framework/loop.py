@@ -556,7 +556,7 @@ class Trainer:
             )
         restore_rng(rng[rank] if rank < len(rng) else rng[0])
         if payload.get("loader_generator") is not None:
-            generator.set_state(payload["loader_generator"])
+            generator.set_state(payload["loader_generator"].clone())  # its own storage (see restore_rng)
         if progress["epoch_done"]:
             return int(progress["epoch"]) + 1, 0, _EpochSums(), progress["patience_left"]
         sums = _EpochSums(
@@ -669,7 +669,8 @@ def jsonable_config(config: Any) -> dict[str, Any]:
     """A validated config as plain JSON values (what checkpoints keep)."""
     import json
 
-    return json.loads(config.model_dump_json(by_alias=True))  # type: ignore[no-any-return]
+    # warnings=False: a signature default such as `min_lr: float = 0` is an int
+    return json.loads(config.model_dump_json(by_alias=True, warnings=False))  # type: ignore[no-any-return]
 
 
 def _finite(value: Any) -> bool:

@@ -81,9 +81,11 @@ def restore_rng(state: dict[str, Any]) -> None:
             npy["cached"],
         )
     )
-    torch.set_rng_state(state["torch"].cpu())
+    # clone(): a state read from a checkpoint may be a view into a larger
+    # buffer, and the generators read the bytes from the start of the storage
+    torch.set_rng_state(state["torch"].cpu().clone())
     if state.get("cuda") is not None and torch.cuda.is_available():
-        cuda = [s.cpu() for s in state["cuda"]]
+        cuda = [s.cpu().clone() for s in state["cuda"]]
         if len(cuda) == torch.cuda.device_count():
             torch.cuda.set_rng_state_all(cuda)
 

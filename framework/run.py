@@ -578,7 +578,7 @@ def write_resolved_config(
     import yaml
 
     path = run_dir / "config.yaml"
-    data = json.loads(config.model_dump_json(by_alias=True))
+    data = json.loads(config.model_dump_json(by_alias=True, warnings=False))
     for section, values in (resolved or {}).items():
         node: Any = data
         for part in section.split("."):

@@ -271,3 +271,24 @@ def test_relative_paths_resolve_against_the_config_file(
     assert config.writer.source == tmp_path / "configs" / "data" / "info.csv"
     assert config.writer.others == [tmp_path / "configs" / "a.csv", Path("/abs/b.csv")]
     assert config.writer.label == "rel"  # strings are not paths
+
+
+def test_validating_builds_only_the_components_a_config_names(tmp_path: Path) -> None:
+    """Schemas derived from factories import them; a config naming a small CNN
+    must not pay for importing torchvision's 80 models."""
+    import subprocess
+    import sys
+
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "model: {name: small_cnn}\ndata: {name: digits}\nloss: {name: cross_entropy}\n"
+        "optimizer: {name: adamw}\nmetrics: [{name: accuracy}]\n"
+    )
+    code = (
+        "import sys; from torchyard.plugins import get_host; from torchyard.config import load_config; "
+        f"load_config({str(config)!r}, get_host().registry); "
+        "print('torchvision.models' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"

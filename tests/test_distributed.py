@@ -22,6 +22,7 @@ import torch
 import torch.multiprocessing as mp
 import yaml
 
+from torchyard.checkpoint import load_checkpoint
 from torchyard.distributed import StridedShard, gather_in_order
 
 pytestmark = pytest.mark.slow
@@ -166,6 +167,17 @@ def test_torchrun_trains_and_process_0_writes_one_submission(tmp_path: Path) -> 
     one = (tmp_path / "predict-one" / "submission.csv").read_text()
     assert one == (tmp_path / "predict-two" / "submission.csv").read_text()
     assert one == (run / "submission.csv").read_text()
+
+    # the checkpoint holds both processes' RNG states; two processes resume from it
+    assert len(load_checkpoint(run / "checkpoints" / "last.pt")["rng"]) == 2
+    done = subprocess.run(
+        command[:-2] + ["--resume", "ddp", "--allow-changes", "--set", "trainer.max_epochs=3"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "resuming epoch 3" in done.stdout
+    resumed = read_csv(run / "metrics.csv")
+    assert [r["epoch"] for r in resumed] == ["1", "2", "3"] and resumed[:2] == rows
 
 
 def test_a_config_error_under_torchrun_is_printed_once(tmp_path: Path) -> None:

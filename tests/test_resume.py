@@ -351,3 +351,21 @@ def test_a_checkpoint_model_is_a_plain_state_dict_for_any_script(
     assert "packed" not in loaded
     assert loaded["optimizer"].keys() == run.optimizer.state_dict().keys()  # type: ignore[union-attr]
     assert len(loaded["rng"]) == 1 and set(loaded["rng"][0]) == {"python", "numpy", "torch", "cuda"}
+
+
+def test_every_process_rng_state_restores_from_a_packed_checkpoint(tmp_path: Path) -> None:
+    """Process 1's states sit behind process 0's in the packed buffers (a
+    generator given such a view read the wrong bytes, or crashed)."""
+    from torchyard.checkpoint import pack, unpack
+
+    states, draws = [], []
+    for seed in (1, 2):
+        random.seed(seed), np.random.seed(seed), torch.manual_seed(seed)
+        states.append(capture_rng())
+        draws.append((random.random(), np.random.rand(), torch.rand(2)))
+    torch.save(pack(states), tmp_path / "rng.pt")
+    loaded = unpack(torch.load(tmp_path / "rng.pt", weights_only=True))
+    for state, (py, npy, pt) in zip(loaded, draws, strict=True):
+        restore_rng(state)
+        assert (random.random(), np.random.rand()) == (py, npy)
+        assert torch.equal(torch.rand(2), pt)

@@ -98,8 +98,13 @@ def run(
     from torchyard.loop import TrainingInterrupted
 
     config = _load(config_path, overrides)
+    if allow_changes and resume is None:
+        from torchyard.errors import ConfigError
+
+        raise ConfigError("--allow-changes: only with --resume (it lets a resumed run use a changed config)")
     distributed.setup(config.trainer.device)  # under torchrun: join the process group
     reporter = Reporter(progress=config.trainer.progress, quiet=not distributed.is_main())
+    finished = False
     try:
         with _threads(config.trainer.num_threads):
             if is_kfold(config):
@@ -111,13 +116,15 @@ def run(
                         "folds one by one with --set split.fold=K"
                     )
                 _run_folds(config, config_path, out, overwrite, reporter)
-                return
-            _run_single(config, config_path, out, overwrite, reporter, resume, allow_changes)
+            else:
+                _run_single(config, config_path, out, overwrite, reporter, resume, allow_changes)
+        finished = True
     except TrainingInterrupted as stop:
+        finished = True  # every process stopped at the same step
         _report_interruption(stop, config_path, overrides)
         raise typer.Exit(stop.exit_code) from None
     finally:
-        distributed.teardown()
+        distributed.teardown(wait=finished)
 
 
 def _run_single(
@@ -304,6 +311,7 @@ def predict(
     for path in checkpoints:
         load_checkpoint(path)  # refuse a bad checkpoint before building anything
     distributed.setup(config.trainer.device)  # under torchrun: join the process group
+    finished = False
     try:
         out_dir = _run_dir(out, config_path, overwrite, suffix="-predict")
         reporter = Reporter(progress=False, quiet=not distributed.is_main())
@@ -318,8 +326,9 @@ def predict(
                 if distributed.is_main() and not existed and not any(out_dir.iterdir()):
                     out_dir.rmdir()  # leave nothing behind for a failed prediction
                 raise
+        finished = True
     finally:
-        distributed.teardown()
+        distributed.teardown(wait=finished)
     if path is None and distributed.is_main():
         typer.echo("nothing written")
 

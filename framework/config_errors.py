@@ -1,0 +1,168 @@
+"""Config validation errors as one line each: dotted path, what is wrong,
+and for an unknown name or key the closest matches ("did you mean ...?").
+
+:func:`format_errors` turns a pydantic ``ValidationError`` of the run
+config model (:mod:`torchyard.config`) into those lines.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from torchyard.config import (
+    COMPONENT_SECTIONS,
+    EarlyStopping,
+    LoaderConfig,
+    TrainerConfig,
+    section_model,
+)
+from torchyard.errors import TorchyardError, did_you_mean
+from torchyard.registry import Registry
+from torchyard.splits import SplitConfig
+
+__all__ = ["format_errors"]
+
+
+def format_errors(
+    error: ValidationError, data: Mapping[str, Any], registry: Registry, model: type[BaseModel]
+) -> list[str]:
+    broken: dict[str, str] = getattr(model, "__torchyard_broken__", {})
+    tags = {r.qualified_name for r in registry.records()}
+    lines: list[str] = []
+    for err in error.errors(include_url=False):
+        loc = [str(p) for p in err["loc"] if not (isinstance(p, str) and p in tags)]
+        path = ".".join(loc) or "<config>"
+        kind = _kind_at(loc)
+        if err["type"] in ("union_tag_invalid", "union_tag_not_found") and kind:
+            lines.append(_component_name_problem(path, kind, _get(data, loc), registry, broken))
+            continue
+        if err["type"] == "extra_forbidden":
+            key = loc[-1]
+            allowed = _allowed_keys(loc[:-1], data, registry, model)
+            lines.append(f"{path}: unknown key{did_you_mean(key, allowed)}")
+            continue
+        lines.append(f"{path}: {_describe(err)}")
+    return list(dict.fromkeys(lines))
+
+
+def _kind_at(loc: Sequence[str]) -> str | None:
+    """The component kind of the section at ``loc``, if it is one."""
+    if not loc:
+        return None
+    if loc[0] == "transforms":
+        return "transform" if len(loc) >= 3 else None
+    if loc[0] == "tta":
+        return "transform" if len(loc) >= 3 else None
+    return COMPONENT_SECTIONS.get(loc[0])
+
+
+def _allowed_keys(
+    loc: Sequence[str], data: Any, registry: Registry, model: type[BaseModel]
+) -> list[str]:
+    """The keys allowed at ``loc``, for did-you-mean on unknown keys."""
+    if not loc:
+        return list(model.model_fields)
+    section = loc[0]
+    if section in ("trainer", "loader"):
+        target: type[BaseModel] = TrainerConfig if section == "trainer" else LoaderConfig
+        if len(loc) > 1 and loc[1] == "early_stopping":
+            target = EarlyStopping
+        return list(target.model_fields)
+    if section == "split":
+        return list(SplitConfig.model_fields)
+    if section == "transforms" and len(loc) == 1:
+        return ["train", "eval"]
+    kind = _kind_at(loc)
+    spec = _get(data, loc)
+    if kind is None or not isinstance(spec, Mapping):
+        return []
+    try:
+        fields = section_model(registry.get(kind, str(spec.get("name")))).model_fields
+    except TorchyardError:
+        return []
+    return [f.alias or n for n, f in fields.items()]
+
+
+def _component_name_problem(
+    path: str, kind: str, value: Any, registry: Registry, broken: Mapping[str, str]
+) -> str:
+    if not isinstance(value, Mapping):
+        return f"{path}: expected a mapping like {{name: ..., <params>}}, got {_show(value)}"
+    name = value.get("name")
+    if name is None:
+        return f"{path}: missing 'name' (which {kind} to use)"
+    if not isinstance(name, str):
+        return f"{path}.name: expected a {kind} name, got {_show(name)}"
+    try:
+        record = registry.get(kind, name)
+    except TorchyardError as e:
+        return f"{path}: {e}"
+    return f"{path}: {broken.get(record.qualified_name, f'{kind} {name!r} is unusable')}"
+
+
+def _get(data: Any, loc: Sequence[str]) -> Any:
+    for part in loc:
+        if isinstance(data, Mapping):
+            data = data.get(part)
+        elif isinstance(data, list) and part.isdigit() and int(part) < len(data):
+            data = data[int(part)]
+        else:
+            return None
+    return data
+
+
+_NUMBER_BOUNDS = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}
+_BOUND_KEYS = {"greater_than": "gt", "greater_than_equal": "ge", "less_than": "lt", "less_than_equal": "le"}
+_EXPECTED = {
+    "float_parsing": "a number",
+    "float_type": "a number",
+    "int_parsing": "an integer",
+    "int_type": "an integer",
+    "int_from_float": "an integer",
+    "bool_parsing": "true or false",
+    "bool_type": "true or false",
+    "string_type": "a string",
+    "list_type": "a list",
+    "tuple_type": "a list",
+    "dict_type": "a mapping",
+    "model_type": "a mapping",
+    "model_attributes_type": "a mapping",
+    "none_required": "null",
+    "finite_number": "a finite number",
+}
+
+
+def _describe(err: Mapping[str, Any]) -> str:
+    kind, ctx, value = err["type"], err.get("ctx") or {}, err.get("input")
+    if kind == "missing":
+        return "required, but missing"
+    if kind in _NUMBER_BOUNDS:
+        bound = ctx.get(_BOUND_KEYS[kind])
+        if isinstance(bound, float) and bound.is_integer():
+            bound = int(bound)
+        return f"expected a number {_NUMBER_BOUNDS[kind]} {bound}, got {_show(value)}"
+    if kind == "literal_error":
+        return f"expected {ctx.get('expected', 'one of the allowed values')}, got {_show(value)}"
+    if kind in _EXPECTED:
+        return f"expected {_EXPECTED[kind]}, got {_show(value)}"
+    if kind in ("too_short", "too_long"):
+        return f"{err['msg'][0].lower()}{err['msg'][1:]}, got {_show(value)}"
+    if kind == "value_error":
+        return f"{ctx.get('error', err['msg'])}"
+    return f"{err['msg'][0].lower()}{err['msg'][1:]}, got {_show(value)}"
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, str):
+        return repr(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, Mapping):
+        return "a mapping"
+    text = json.dumps(value, default=str) if value is not None else "null"
+    return text if len(text) <= 60 else text[:57] + "..."
