@@ -15,7 +15,6 @@ it, so callers see the same nested dictionaries either way.
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 from typing import Any
 
@@ -24,16 +23,7 @@ import torch
 from torchyard.errors import ConfigError
 from torchyard.files import atomic_path
 
-__all__ = [
-    "FORMAT",
-    "checkpoint_bytes",
-    "load_checkpoint",
-    "load_model_weights",
-    "pack",
-    "save_checkpoint",
-    "unpack",
-    "write_checkpoint_bytes",
-]
+__all__ = ["FORMAT", "load_checkpoint", "load_model_weights", "pack", "save_checkpoint", "unpack"]
 
 FORMAT = "torchyard-checkpoint"
 #: 2: entries named in ``packed`` are stored by :func:`pack`.
@@ -95,29 +85,12 @@ def _fill(tree: Any, views: list[torch.Tensor]) -> Any:
     return tree
 
 
-def checkpoint_bytes(state: dict[str, Any]) -> bytes:
-    """``state`` serialized as a checkpoint file's bytes.
-
-    The loop serializes on its own thread (a consistent copy of the live
-    tensors, with no GIL contention) and leaves the disk writes to a
-    background thread (:func:`write_checkpoint_bytes`).
-    """
-    buffer = io.BytesIO()
-    torch.save({"format": FORMAT, "version": VERSION, **state}, buffer)
-    return buffer.getvalue()
-
-
-def write_checkpoint_bytes(path: str | Path, data: bytes) -> Path:
-    """Write serialized checkpoint bytes to ``path`` atomically (temporary file, fsync, rename)."""
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(data)
-    return path
-
-
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
     """Write ``state`` to ``path`` atomically (temporary file, fsync, rename)."""
-    return write_checkpoint_bytes(path, checkpoint_bytes(state))
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        torch.save({"format": FORMAT, "version": VERSION, **state}, tmp)
+    return path
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

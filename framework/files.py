@@ -9,13 +9,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
-__all__ = ["atomic_write", "atomic_path"]
+__all__ = ["atomic_link", "atomic_path", "atomic_write"]
 
 
 @contextlib.contextmanager
-def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
+def atomic_path(target: str | os.PathLike[str], durable: bool = True) -> Iterator[Path]:
     """Yield a temporary path beside ``target``; on success it is flushed to
-    disk and renamed over ``target`` in one step, on failure it is removed."""
+    disk (``durable``: fsync) and renamed over ``target`` in one step, on
+    failure it is removed. Without fsync the rename is still atomic for the
+    processes on the machine (a crash or kill leaves the old file or the
+    new one); fsync also covers a crash of the machine itself."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
@@ -27,8 +30,9 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     os.chmod(tmp_path, 0o666 & ~umask)
     try:
         yield tmp_path
-        with open(tmp_path, "rb+") as f:
-            os.fsync(f.fileno())
+        if durable:
+            with open(tmp_path, "rb+") as f:
+                os.fsync(f.fileno())
         os.replace(tmp_path, target)
     finally:
         with contextlib.suppress(FileNotFoundError):
@@ -37,10 +41,37 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
 
 @contextlib.contextmanager
 def atomic_write(
-    target: str | os.PathLike[str], mode: str = "w", encoding: str | None = "utf-8"
+    target: str | os.PathLike[str], mode: str = "w", encoding: str | None = "utf-8", durable: bool = True
 ) -> Iterator[IO]:
     """Open a temporary file for writing that replaces ``target`` on success."""
-    with atomic_path(target) as tmp:
+    with atomic_path(target, durable=durable) as tmp:
         kwargs = {} if "b" in mode else {"encoding": encoding, "newline": ""}
         with open(tmp, mode, **kwargs) as f:  # type: ignore[call-overload]
             yield f
+
+
+def atomic_link(source: str | os.PathLike[str], target: str | os.PathLike[str]) -> Path:
+    """Make ``target`` the same file as ``source`` (a hard link), replacing
+    it atomically; where hard links are not supported, an atomic copy.
+
+    ``source`` must be complete on disk already; a later atomic replace of
+    either name leaves the other untouched.
+    """
+    import shutil
+
+    source, target = Path(source), Path(target)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    os.unlink(tmp)
+    try:
+        os.link(source, tmp)
+    except OSError:  # no hard links here (some network and FAT filesystems)
+        with atomic_path(target) as copy:
+            shutil.copyfile(source, copy)
+        return target
+    try:
+        os.replace(tmp, target)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+    return target

@@ -23,16 +23,10 @@ import numpy as np
 import torch
 
 from torchyard import distributed
-from torchyard.checkpoint import (
-    checkpoint_bytes,
-    load_checkpoint,
-    load_model_weights,
-    pack,
-    write_checkpoint_bytes,
-)
+from torchyard.checkpoint import load_checkpoint, load_model_weights, pack, save_checkpoint
 from torchyard.console import Reporter
 from torchyard.errors import TrainingError
-from torchyard.files import atomic_write
+from torchyard.files import atomic_link, atomic_write
 from torchyard.resume import ResumableSampler, capture_rng, restore_rng
 from torchyard.run import Run
 
@@ -123,7 +117,6 @@ class Trainer:
             if patience_left is not None and patience_left <= 0:
                 result.stopped_early = True  # the checkpoint's run had stopped early
                 first_epoch = trainer.max_epochs + 1
-        self._writer = writer = _BackgroundWriter()
         run.host.call("on_run_start", run=run)
         try:
             with _stop_requests(self._stop):
@@ -176,9 +169,9 @@ class Trainer:
                             f"epoch {epoch}: skipped {sums.skipped} batch(es) with a non-finite loss"
                         )
                     sums = _EpochSums()
-                    # serialized here (a consistent copy, and no thread holding
-                    # the GIL while this one trains); written to best.pt and
-                    # last.pt, with metrics.csv, on the writer thread
+                    # written here, not on a thread: pickling holds the GIL, and
+                    # overlapped with training it cost more than it took
+                    # (docs/benchmarks.md)
                     state = self._state(
                         epoch,
                         epoch_done=True,
@@ -188,19 +181,12 @@ class Trainer:
                         patience_left=patience_left,
                     )
                     if self._main:
-                        writer.submit(
-                            _write_epoch_files,
-                            checkpoint_bytes(state),
-                            ckpt_dir,
-                            improved,
-                            run.out_dir / "metrics.csv",
-                            [dict(r) for r in result.rows],
-                        )
+                        _write_checkpoints(state, ckpt_dir, improved)
+                        write_metrics_csv(run.out_dir / "metrics.csv", result.rows)
                     self.reporter.stop()
                     self.reporter.epoch_line(epoch, trainer.max_epochs, row, improved, run.monitor)
                     run.host.call("on_epoch_end", run=run, epoch=epoch, metrics=dict(row))
                     if self._stop_agreed(reduce=True):
-                        writer.wait()
                         raise TrainingInterrupted(
                             self._stop.signum or 2, result.last_path, epoch, self.global_step
                         )
@@ -213,7 +199,6 @@ class Trainer:
                         break
         finally:
             self.reporter.stop()
-            writer.close()  # every checkpoint is on disk before fit() returns or raises
         return result
 
     def _train_epoch(
@@ -293,14 +278,8 @@ class Trainer:
                         patience_left=None,
                     )
                     if self._main:
-                        self._writer.submit(
-                            _write_checkpoints,
-                            checkpoint_bytes(state),
-                            result.last_path.parent,  # type: ignore[union-attr]
-                            False,
-                        )
+                        _write_checkpoints(state, result.last_path.parent, False)  # type: ignore[union-attr]
                     if stopping:
-                        self._writer.wait()
                         raise TrainingInterrupted(
                             self._stop.signum or 2, result.last_path, epoch, self.global_step
                         )
@@ -601,50 +580,6 @@ def _stop_requests(request: _StopRequest) -> Iterator[None]:
 _NULL = contextlib.nullcontext()
 
 
-class _BackgroundWriter:
-    """Runs file writes one at a time on a thread, in order.
-
-    The writes are I/O (write, fsync, rename), which releases the GIL, so
-    they overlap the next epoch's training. Serializing stays on the
-    training thread: pickling holds the GIL, and on a thread it stalled
-    training for longer than it took (measured in docs/benchmarks.md).
-    A write's error surfaces at the next submit or at :meth:`close`.
-    """
-
-    def __init__(self) -> None:
-        from concurrent.futures import ThreadPoolExecutor
-
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="torchyard-checkpoint")
-        self._pending: Any = None
-
-    def submit(self, fn: Any, *args: Any) -> None:
-        self.wait()
-        self._pending = self._pool.submit(fn, *args)
-
-    def wait(self) -> None:
-        pending, self._pending = self._pending, None
-        if pending is not None:
-            pending.result()
-
-    def close(self) -> None:
-        try:
-            self.wait()
-        finally:
-            self._pool.shutdown(wait=True)
-
-
-def _write_epoch_files(
-    data: bytes,
-    directory: Path,
-    improved: bool,
-    metrics: Path,
-    rows: list[dict[str, Any]],
-) -> None:
-    """An epoch's end: its checkpoints, then ``metrics.csv`` (on the writer thread)."""
-    _write_checkpoints(data, directory, improved)
-    write_metrics_csv(metrics, rows)
-
-
 def write_metrics_csv(path: Path, rows: list[dict[str, Any]]) -> None:
     """One row per epoch, one column per logged value (in order of first appearance)."""
     import csv
@@ -652,17 +587,20 @@ def write_metrics_csv(path: Path, rows: list[dict[str, Any]]) -> None:
     columns: list[str] = []
     for row in rows:
         columns += [c for c in row if c not in columns]
-    with atomic_write(path) as f:
+    # no fsync: an atomic replace is enough, and every checkpoint holds these rows
+    with atomic_write(path, durable=False) as f:
         writer = csv.DictWriter(f, fieldnames=columns)
         writer.writeheader()
         writer.writerows(rows)
 
 
-def _write_checkpoints(data: bytes, directory: Path, improved: bool) -> None:
-    """A serialized checkpoint to ``last.pt``, and to ``best.pt`` after an improving epoch."""
+def _write_checkpoints(state: dict[str, Any], directory: Path, improved: bool) -> None:
+    """``last.pt``, and ``best.pt`` after an improving epoch: the same state,
+    so it is serialized once and ``last.pt`` becomes a hard link to it."""
     if improved:
-        write_checkpoint_bytes(directory / "best.pt", data)
-    write_checkpoint_bytes(directory / "last.pt", data)
+        atomic_link(save_checkpoint(directory / "best.pt", state), directory / "last.pt")
+    else:
+        save_checkpoint(directory / "last.pt", state)
 
 
 def jsonable_config(config: Any) -> dict[str, Any]:

@@ -369,3 +369,27 @@ def test_every_process_rng_state_restores_from_a_packed_checkpoint(tmp_path: Pat
         restore_rng(state)
         assert (random.random(), np.random.rand()) == (py, npy)
         assert torch.equal(torch.rand(2), pt)
+
+
+def test_last_links_to_best_and_a_later_last_leaves_best_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from torchyard.files import atomic_link
+
+    best, last = tmp_path / "best.pt", tmp_path / "last.pt"
+    best.write_bytes(b"epoch 1")
+    last.write_bytes(b"old")
+    atomic_link(best, last)
+    assert last.read_bytes() == b"epoch 1" and last.stat().st_ino == best.stat().st_ino
+    last.with_name("new").write_bytes(b"epoch 2")
+    last.with_name("new").replace(last)  # how every file is replaced: a rename
+    assert best.read_bytes() == b"epoch 1"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pt", "last.pt"]  # no temporary left
+
+    def no_links(*_: Any) -> None:
+        raise OSError("hard links not supported")
+
+    monkeypatch.setattr("os.link", no_links)
+    atomic_link(best, last)  # falls back to an atomic copy
+    assert last.read_bytes() == b"epoch 1" and last.stat().st_ino != best.stat().st_ino
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pt", "last.pt"]
