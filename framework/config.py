@@ -550,6 +550,11 @@ def _cross_checks(config: Any) -> list[str]:
             f"trainer.monitor: '{monitor}' is never logged by this run"
             + (did_you_mean(monitor, available) or f"; it can monitor {', '.join(available)}")
         )
+    split = config.split
+    if split is not None and split.method == "kfold" and split.fold is not None and split.fold >= split.folds:
+        problems.append(
+            f"split.fold: {split.fold} is out of range for {split.folds} folds (0..{split.folds - 1})"
+        )
     loader = config.loader
     if loader.num_workers == 0 and loader.persistent_workers:
         problems.append("loader.persistent_workers: needs num_workers > 0")

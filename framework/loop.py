@@ -104,8 +104,8 @@ class Trainer:
         train_loader = run.loader("train")
         val_loader = run.loader("val")
         assert train_loader is not None  # build_run checked the data
-        sampler: ResumableSampler = train_loader.sampler  # type: ignore[assignment]
-        generator: torch.Generator = train_loader.generator  # type: ignore[assignment]
+        sampler: ResumableSampler = train_loader.sampler
+        generator: torch.Generator = train_loader.generator
         self._train_generator = generator
         ckpt_dir = run.out_dir / "checkpoints"
         result = FitResult(last_path=ckpt_dir / "last.pt")
@@ -141,7 +141,7 @@ class Trainer:
                         val = self.validate(val_loader)
                         row.update(val)
                         run.host.call("on_validation_end", run=run, epoch=epoch, metrics=val)
-                    row["lr"] = float(run.optimizer.param_groups[0]["lr"])  # type: ignore[union-attr]
+                    row["lr"] = float(run.optimizer.param_groups[0]["lr"])
                     value = row[run.monitor]
                     if run.scheduler is not None:
                         run.scheduler.after_epoch(value)
@@ -213,7 +213,7 @@ class Trainer:
         every = trainer.checkpoint_every_n_steps
         skip_nonfinite = trainer.on_nonfinite_loss == "skip"
         # DDP's no_sync for the micro-batches of an accumulation window
-        no_sync = self.train_model.no_sync if self.train_model is not run.model else None  # type: ignore[operator]
+        no_sync: Any = getattr(self.train_model, "no_sync", None) if self.train_model is not run.model else None
         schedule = run.scheduler
         total = len(loader)
         if trainer.limit_train_batches is not None:
@@ -332,10 +332,10 @@ class Trainer:
             if clip is not None and algorithm == "norm":
                 finite = bool(torch.isfinite(torch.nn.utils.clip_grad_norm_(parameters, clip)))
             else:
-                finite = self._gradients_finite([p.grad for p in parameters])  # type: ignore[misc]
+                finite = self._gradients_finite([p.grad for p in parameters if p.grad is not None])
             if not finite:
                 if not skip_nonfinite:
-                    norm = torch.nn.utils.get_total_norm([p.grad for p in parameters])  # type: ignore[misc]
+                    norm = torch.nn.utils.get_total_norm([p.grad for p in parameters if p.grad is not None])
                     raise TrainingError(
                         f"gradient norm is {norm.item()} at epoch {epoch}, batch {index + 1} "
                         f"(optimizer step {self.global_step + 1}); training stopped, the last good "
@@ -371,13 +371,14 @@ class Trainer:
         One fused pass, the check ``GradScaler`` makes (with a scale of 1):
         about a tenth of the cost of computing the gradient norm.
         """
-        if self._found_inf is None or self._found_inf.device != grads[0].device:
+        if self._found_inf is None or self._one is None or self._found_inf.device != grads[0].device:
             self._found_inf = torch.zeros(1, device=grads[0].device)
             self._one = torch.ones(1, device=grads[0].device)
+        found, one = self._found_inf, self._one
         try:
-            self._found_inf.zero_()
-            torch._amp_foreach_non_finite_check_and_unscale_(grads, self._found_inf, self._one)
-            return not bool(self._found_inf.item())
+            found.zero_()
+            torch._amp_foreach_non_finite_check_and_unscale_(grads, found, one)
+            return not bool(found.item())
         except (RuntimeError, AttributeError):  # a device or torch build without the fused check
             return bool(torch.isfinite(torch.nn.utils.get_total_norm(grads)))
 
@@ -405,10 +406,10 @@ class Trainer:
                     metric.update(outputs, targets)
         if self._world > 1:  # sum and count over every process, in one call
             totals = torch.stack([loss_total.double(), torch.tensor(float(count), device=run.device).double()])
-            loss_total, count = distributed.all_reduce_sum(totals).tolist()
+            total, samples = distributed.all_reduce_sum(totals).tolist()
         else:
-            loss_total = loss_total.item()
-        values = {"val/loss": loss_total / max(count, 1)}
+            total, samples = loss_total.item(), count
+        values = {"val/loss": total / max(samples, 1)}
         for key, metric in run.metrics.items():
             metric.sync()
             values[f"val/{key}"] = float(metric.compute())
@@ -566,15 +567,15 @@ def _stop_requests(request: _StopRequest) -> Iterator[None]:
         request.signum = signum
         signal.signal(signum, previous[signum])
 
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        before = signal.getsignal(signum)
-        previous[signum] = before if before is not None else signal.SIG_DFL
-        signal.signal(signum, handler)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        before = signal.getsignal(sig)
+        previous[sig] = before if before is not None else signal.SIG_DFL
+        signal.signal(sig, handler)
     try:
         yield
     finally:
-        for signum, before in previous.items():
-            signal.signal(signum, before)
+        for number, before in previous.items():
+            signal.signal(number, before)
 
 
 _NULL = contextlib.nullcontext()
@@ -608,7 +609,8 @@ def jsonable_config(config: Any) -> dict[str, Any]:
     import json
 
     # warnings=False: a signature default such as `min_lr: float = 0` is an int
-    return json.loads(config.model_dump_json(by_alias=True, warnings=False))  # type: ignore[no-any-return]
+    result: dict[str, Any] = json.loads(config.model_dump_json(by_alias=True, warnings=False))
+    return result
 
 
 def _finite(value: Any) -> bool:

@@ -200,7 +200,8 @@ def _run_dir(out: Path | None, config_path: Path, overwrite: bool, suffix: str =
 
     # every process checks (the same error everywhere, no process left waiting)
     chosen = choose_run_dir(out, config_path, overwrite=overwrite, suffix=suffix)
-    return distributed.broadcast_object(chosen)  # type: ignore[no-any-return]
+    shared: Path = distributed.broadcast_object(chosen)
+    return shared
 
 
 def _resume_target(
