@@ -24,7 +24,7 @@ from torchyard.checkpoint import load_checkpoint
 from torchyard.config import validate_config
 from torchyard.console import Reporter
 from torchyard.errors import ConfigError, TrainingError
-from torchyard.loop import FitResult, Trainer, TrainingInterrupted
+from torchyard.loop import FitResult, Trainer, TrainingInterrupted, _EpochSums
 from torchyard.plugins import PluginHost
 from torchyard.resume import (
     ResumableSampler,
@@ -393,3 +393,40 @@ def test_last_links_to_best_and_a_later_last_leaves_best_alone(
     atomic_link(best, last)  # falls back to an atomic copy
     assert last.read_bytes() == b"epoch 1" and last.stat().st_ino != best.stat().st_ino
     assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pt", "last.pt"]
+
+
+def test_a_part_way_checkpoint_needs_the_same_number_of_processes(
+    builtin_host: PluginHost, digits_config: dict[str, Any], tmp_path: Path
+) -> None:
+    digits_config["trainer"]["checkpoint_every_n_steps"] = 2
+    digits_config["trainer"]["max_epochs"] = 1
+    run = _run(digits_config, builtin_host, tmp_path)
+    trainer = Trainer(run)
+    state = trainer._state(1, epoch_done=False, batches=2, sums=_EpochSums(), result=FitResult(), patience_left=None)
+    torch.save({"format": "torchyard-checkpoint", "version": 2, **state}, tmp_path / "part.pt")
+    payload = load_checkpoint(tmp_path / "part.pt")
+    payload["progress"]["world_size"] = 2  # as if written under torchrun with 2 processes
+    with pytest.raises(ConfigError, match=r"part-way through an epoch by 2 process\(es\); resume it with the same number"):
+        Trainer(_run(digits_config, builtin_host, tmp_path)).fit(resume=payload)
+
+
+def test_resume_into_another_directory_keeps_the_history(cli: Any, tmp_path: Path) -> None:
+    import yaml
+
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump({
+        "model": {"name": "mlp"}, "data": {"name": "digits"}, "loss": {"name": "cross_entropy"},
+        "optimizer": {"name": "adamw"}, "metrics": [{"name": "accuracy"}], "writer": {"name": "csv"},
+        "trainer": {"max_epochs": 1, "limit_train_batches": 2, "progress": False, "device": "cpu"},
+    }))
+    assert cli("run", config, "--out", tmp_path / "first").exit_code == 0
+    result = cli("run", config, "--resume", tmp_path / "first", "--out", tmp_path / "second",
+                 "--allow-changes", "--set", "trainer.max_epochs=2")
+    assert result.exit_code == 0, result.output
+    first = (tmp_path / "first" / "metrics.csv").read_text().splitlines()
+    second = (tmp_path / "second" / "metrics.csv").read_text().splitlines()
+    assert len(first) == 2 and len(second) == 3
+    strip = lambda line: line.rsplit(",", 1)[0]  # noqa: E731 - without time_s
+    assert strip(second[1]) == strip(first[1])
+    assert (tmp_path / "second" / "submission.csv").is_file()
+    assert len(first) == len((tmp_path / "first" / "metrics.csv").read_text().splitlines())  # untouched
