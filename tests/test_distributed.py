@@ -191,3 +191,26 @@ def test_a_config_error_under_torchrun_is_printed_once(tmp_path: Path) -> None:
     assert done.returncode != 0
     assert done.stderr.count("error: optimizer.lr:") == 1
     assert not (tmp_path / "runs").exists()
+
+
+def test_kfold_under_torchrun_writes_every_out_of_fold_prediction_once(tmp_path: Path) -> None:
+    config = CONFIG | {
+        "model": {"name": "mlp"},
+        "data": {"name": "digits", "val_fraction": 0, "test_fraction": 0.2},
+        "split": {"method": "kfold", "folds": 3},
+        "metrics": [{"name": "accuracy"}],
+    }
+    (tmp_path / "kfold.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    done = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone",
+         "-m", "torchyard", "run", "kfold.yaml", "--out", "kfold"],
+        cwd=tmp_path, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("out-of-fold val/accuracy:") == 1
+    run = tmp_path / "kfold"
+    oof = read_csv(run / "oof.csv")
+    assert sorted(int(r["index"]) for r in oof) == list(range(1437))  # 80% of 1797, each once
+    assert all(int(r["target"]) >= 0 for r in oof)  # every labelled sample was predicted by its fold
+    assert len(read_csv(run / "submission.csv")) == 360
+    assert all((run / f"fold_{k}" / "checkpoints" / "best.pt").is_file() for k in range(3))
