@@ -76,7 +76,8 @@ def user_errors(func: F) -> F:
             render_error(e)
             raise typer.Exit(USER_ERROR) from None
         except KeyboardInterrupt:
-            typer.echo("interrupted", err=True)
+            if os.environ.get("RANK", "0") == "0":  # under torchrun: once
+                typer.echo("interrupted", err=True)
             raise typer.Exit(130) from None
 
     return wrapper  # type: ignore[return-value]

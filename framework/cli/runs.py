@@ -264,6 +264,7 @@ def _resume_point(payload: dict[str, Any]) -> str:
 
 
 def _report_interruption(stop: Any, config_path: Path, overrides: list[str] | None) -> None:
+    import os
     import shlex
     import signal
 
@@ -273,6 +274,9 @@ def _report_interruption(stop: Any, config_path: Path, overrides: list[str] | No
         return
     name = signal.Signals(stop.signum).name if stop.signum else "signal"
     command = ["torchyard", "run", str(config_path)]
+    if distributed.world_size() > 1:  # resume it the way it was launched
+        per_node = os.environ.get("LOCAL_WORLD_SIZE", str(distributed.world_size()))
+        command = ["torchrun", f"--nproc_per_node={per_node}", "-m", *command]
     for item in overrides or []:
         command += ["--set", item]
     command += ["--resume", str(stop.checkpoint)]
