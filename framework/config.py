@@ -276,7 +276,7 @@ def section_model(record: ComponentRecord) -> type[BaseModel]:
         __doc__=record.summary or None,
         **extra,
     )
-    wrapper.__torchyard_record__ = record  # type: ignore[attr-defined]
+    wrapper.__torchyard_record__ = record
     _SECTION_MODELS[id(record)] = (record, wrapper)
     return wrapper
 

@@ -39,7 +39,7 @@ def fit_folds(config: BaseModel, host: PluginHost, out_dir: Path, reporter: Repo
     """Train every fold; write OOF predictions, reports and the ensembled submission."""
     first = build_run(config, host, out_dir / "fold_0", fold=0)
     folds = int(first.extras["folds"])
-    n_labelled = len(first.data.train) + len(first.data.val)  # type: ignore[arg-type]
+    n_labelled = len(first.data.train) + len(first.data.val)
     oof_outputs: np.ndarray | None = None
     oof_targets = np.full(n_labelled, -1, dtype=np.int64)
     test_probabilities: list[np.ndarray] = []
@@ -50,8 +50,8 @@ def fit_folds(config: BaseModel, host: PluginHost, out_dir: Path, reporter: Repo
         if distributed.is_main():
             create_run_dir(run.out_dir)
         distributed.barrier()
-        reporter.info(f"fold {k + 1}/{folds}: {len(run.data.train)} training, "  # type: ignore[arg-type]
-                      f"{len(run.data.val)} validation samples")  # type: ignore[arg-type]
+        reporter.info(f"fold {k + 1}/{folds}: {len(run.data.train)} training, "
+                      f"{len(run.data.val)} validation samples")
         trainer = Trainer(run, reporter)
         result = trainer.fit()
         all_rows.append(result.rows)

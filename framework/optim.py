@@ -168,16 +168,16 @@ def build_param_groups(
         no_decay = no_decay_on_bias_and_norm and parameter.ndim <= 1
         buckets.setdefault((index, no_decay), []).append(parameter)
     problems = []
-    for i, (group, count) in enumerate(zip(groups, matched, strict=True)):
+    for i, (spec, count) in enumerate(zip(groups, matched, strict=True)):
         if count == 0:
             prefixes = sorted({n.split(".")[0] for n, _ in named})
             problems.append(
-                f"optimizer.param_groups.{i}.prefix: '{group.prefix}' matches no parameter"
-                + (did_you_mean(group.prefix, _all_prefixes(named)) or f"; top-level modules: {', '.join(prefixes)}")
+                f"optimizer.param_groups.{i}.prefix: '{spec.prefix}' matches no parameter"
+                + (did_you_mean(spec.prefix, _all_prefixes(named)) or f"; top-level modules: {', '.join(prefixes)}")
             )
     if problems:
         raise ConfigError(*problems)
-    out = []
+    out: list[dict[str, Any]] = []
     # the configured groups in order, then the default group
     order = lambda kv: (kv[0][0] if kv[0][0] >= 0 else len(groups), kv[0][1])  # noqa: E731
     for (index, no_decay), parameters in sorted(buckets.items(), key=order):

@@ -371,7 +371,7 @@ def _split(data: DataBundle, cfg: Any, fold: int) -> tuple[DataBundle, dict[str,
             f"split: dataset '{record_of(cfg.data).name}' makes its own validation split; "
             "drop the split section, or configure the dataset to leave validation to it"
         )
-    n = len(data.train)  # type: ignore[arg-type]
+    n = len(data.train)
     pairs, warnings = make_splits(cfg.split, data.train_targets, data.groups, n)
     if not 0 <= fold < len(pairs):
         raise ConfigError(f"split: fold {fold} is out of range ({len(pairs)} folds)")
@@ -407,7 +407,7 @@ def build_optimizer(spec: Any, model: torch.nn.Module) -> torch.optim.Optimizer:
         base_lr=lr if isinstance(lr, int | float) else None,
         no_decay_on_bias_and_norm=spec.no_weight_decay_on_bias_and_norm,
     )
-    return build_component(spec, groups, where="optimizer")  # type: ignore[no-any-return]
+    return build_component(spec, groups, where="optimizer")
 
 
 def build_schedule(
@@ -492,7 +492,7 @@ def _probe(
     written -- not a traceback in the first training step.
     """
     dataset = data.val if data.val is not None else data.train
-    loader = DataLoader(dataset, batch_size=min(8, len(dataset)), generator=torch.Generator())  # type: ignore[arg-type]
+    loader = DataLoader(dataset, batch_size=min(8, len(dataset)), generator=torch.Generator())
     batch = next(iter(loader))
     inputs, targets = batch[0].to(device), batch[1].to(device)
     was_training = model.training

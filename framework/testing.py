@@ -46,7 +46,7 @@ from torchyard.registry import ComponentRecord
 __all__ = ["check_component", "check_plugin", "random_batch"]
 
 #: What a run would offer factories that ask for these by name.
-CONTEXT = {"num_classes": 3, "in_channels": 3, "input_shape": (3, 16, 16)}
+CONTEXT: dict[str, Any] = {"num_classes": 3, "in_channels": 3, "input_shape": (3, 16, 16)}
 
 
 def random_batch(targets: str, *, n: int = 24, classes: int = 3, seed: int = 0, scale: float = 1.0) -> tuple[Any, Any]:
@@ -148,9 +148,9 @@ def _check_dataset(record: ComponentRecord, params: dict[str, Any]) -> None:
 
     bundle = _build(record, params)
     assert isinstance(bundle, DataBundle), f"returned {type(bundle).__name__}, not a DataBundle"
-    assert len(bundle.train) > 0, "the train split is empty"  # type: ignore[arg-type]
+    assert len(bundle.train) > 0, "the train split is empty"
     if bundle.test is not None and bundle.test_ids is not None:
-        assert len(bundle.test_ids) == len(bundle.test), "test_ids and the test split differ in length"  # type: ignore[arg-type]
+        assert len(bundle.test_ids) == len(bundle.test), "test_ids and the test split differ in length"
     first = bundle.train[0]
     assert isinstance(first, tuple | list) and len(first) == 2, "train items are not (input, target)"
 
