@@ -354,7 +354,7 @@ def _component_type(
 
 def _section_fields(record: ComponentRecord, params: type[BaseModel]) -> dict[str, Any]:
     """Keys a config section accepts beyond the component's own parameters."""
-    from torchyard.optim import Duration, ParamGroupConfig, WarmupConfig
+    from torchyard.optim import Duration, ParamGroupConfig, PositiveDuration, WarmupConfig
 
     if record.kind == "metric":
         return {
@@ -399,7 +399,7 @@ def _section_fields(record: ComponentRecord, params: type[BaseModel]) -> dict[st
         if info is None:
             continue
         is_list = "list" in str(info.annotation)
-        annotation: Any = list[Duration] if is_list else Duration
+        annotation: Any = list[Duration] if is_list else PositiveDuration
         default = info.default if not info.is_required() else None
         if default is None and not is_list:
             annotation = annotation | None

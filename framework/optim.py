@@ -70,6 +70,18 @@ Duration = Annotated[
 ]
 
 
+def _check_positive(value: int | str) -> int | str:
+    number = value if isinstance(value, int) else float(_DURATION_RE.match(value).group(1))  # type: ignore[union-attr]
+    if number <= 0:
+        raise ValueError(f"expected a duration > 0, got {value!r}")
+    return value
+
+
+#: A scheduler's length or period (``step_size``, ``T_max``, ...): zero would
+#: divide by zero in the scheduler, in the middle of training.
+PositiveDuration = Annotated[Duration, AfterValidator(_check_positive)]
+
+
 class WarmupConfig(ParamsModel):
     """A linear learning-rate warmup before the scheduler starts."""
 
