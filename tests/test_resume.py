@@ -430,3 +430,37 @@ def test_resume_into_another_directory_keeps_the_history(cli: Any, tmp_path: Pat
     assert strip(second[1]) == strip(first[1])
     assert (tmp_path / "second" / "submission.csv").is_file()
     assert len(first) == len((tmp_path / "first" / "metrics.csv").read_text().splitlines())  # untouched
+
+
+def test_a_resumed_epoch_loads_only_the_batches_not_yet_done(
+    signal_host: tuple[PluginHost, SignalAt], digits_config: dict[str, Any], tmp_path: Path
+) -> None:
+    """Fast-forward by index: the skipped batches' samples are never read."""
+    from torch.utils.data import Dataset
+
+    class Counting(Dataset):  # type: ignore[type-arg]
+        def __init__(self, inner: Any) -> None:
+            self.inner, self.reads = inner, 0
+
+        def __len__(self) -> int:
+            return len(self.inner)
+
+        def __getitem__(self, i: int) -> Any:
+            self.reads += 1
+            return self.inner[i]
+
+    host, plugin = signal_host
+    config = _config(digits_config, max_epochs=1)
+    plugin.at = 7
+    run = _run(config, host, tmp_path)
+    with pytest.raises(TrainingInterrupted):
+        Trainer(run).fit()
+    payload = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
+    assert payload["progress"]["batches"] == 7
+    plugin.at = None
+    resumed = _run(config, host, tmp_path)
+    counting = Counting(resumed.data.train)
+    resumed.data.train = counting
+    Trainer(resumed).fit(resume=payload)
+    batch = config["loader"]["batch_size"]
+    assert counting.reads == len(counting) - 7 * batch
