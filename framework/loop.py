@@ -114,6 +114,14 @@ class Trainer:
         if resume is not None:
             first_epoch, done, sums, patience_left = self._restore(resume, result, generator)
             result.best_path = ckpt_dir / "best.pt" if result.best_epoch is not None else None
+            # process 0 holds the files; every process must agree on the best so far
+            missing = self._main and result.best_path is not None and not result.best_path.is_file()
+            if distributed.broadcast_object(missing):
+                self.reporter.warn(
+                    f"{result.best_path} is missing: the best epoch so far ({result.best_epoch}) "
+                    "cannot be reloaded; best.pt will hold the best epoch from here on"
+                )
+                result.best_value = result.best_epoch = result.best_path = None
             if patience_left is not None and patience_left <= 0:
                 result.stopped_early = True  # the checkpoint's run had stopped early
                 first_epoch = trainer.max_epochs + 1

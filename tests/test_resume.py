@@ -464,3 +464,25 @@ def test_a_resumed_epoch_loads_only_the_batches_not_yet_done(
     Trainer(resumed).fit(resume=payload)
     batch = config["loader"]["batch_size"]
     assert counting.reads == len(counting) - 7 * batch
+
+
+def test_resume_into_another_directory_brings_the_best_checkpoint(cli: Any, tmp_path: Path) -> None:
+    """The resumed epochs may never beat the best so far: predicting then
+    needs the source run's best.pt, copied over."""
+    import yaml
+
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump({
+        "model": {"name": "mlp"}, "data": {"name": "digits"}, "loss": {"name": "cross_entropy"},
+        "optimizer": {"name": "adamw"}, "metrics": [{"name": "accuracy"}], "writer": {"name": "csv"},
+        "trainer": {"max_epochs": 1, "limit_train_batches": 2, "progress": False, "device": "cpu",
+                    "monitor": "val/loss", "mode": "max"},  # "best" = highest loss: epoch 1 stays best
+    }))
+    assert cli("run", config, "--out", tmp_path / "first").exit_code == 0
+    result = cli("run", config, "--resume", tmp_path / "first", "--out", tmp_path / "second",
+                 "--allow-changes", "--set", "trainer.max_epochs=3")
+    assert result.exit_code == 0, result.output
+    summary = __import__("json").loads((tmp_path / "second" / "summary.json").read_text())
+    assert summary["best_epoch"] == 1
+    best = tmp_path / "second" / "checkpoints" / "best.pt"
+    assert best.read_bytes() == (tmp_path / "first" / "checkpoints" / "best.pt").read_bytes()

@@ -140,9 +140,9 @@ def _run_single(
     from torchyard.pipeline import fit_and_submit
     from torchyard.run import build_run, create_run_dir, write_resolved_config
 
-    payload = None
+    payload, source = None, None
     if resume is not None:
-        out_dir, payload = _resume_target(
+        out_dir, payload, source = _resume_target(
             config, config_path, out, overwrite, resume, allow_changes, reporter
         )
     else:
@@ -152,6 +152,8 @@ def _run_single(
     if distributed.is_main():
         create_run_dir(out_dir)
         write_resolved_config(out_dir, config, run_.resolved)
+        if source is not None:  # resumed into another directory: bring the best checkpoint along
+            _copy_best(source, out_dir)
     distributed.barrier()
     where = f"resuming epoch {_resume_point(payload)}, " if payload is not None else ""
     processes = f", {distributed.world_size()} processes" if distributed.world_size() > 1 else ""
@@ -212,8 +214,9 @@ def _resume_target(
     resume: str,
     allow_changes: bool,
     reporter: Any,
-) -> tuple[Path, dict[str, Any]]:
-    """The run directory to continue in and the checkpoint to continue from.
+) -> tuple[Path, dict[str, Any], Path | None]:
+    """The run directory to continue in, the checkpoint to continue from, and
+    the checkpoint's own run directory when the run continues elsewhere.
 
     A changed config is refused (every difference listed) unless
     ``allow_changes``; keys that do not change what is computed (progress
@@ -250,10 +253,21 @@ def _resume_target(
                 f"--resume {checkpoint}: the checkpoint is not inside a run directory "
                 "(<run>/checkpoints/); pass --out to choose where the resumed run writes"
             )
-        return home, payload
+        return home, payload, None
     if home is not None and out.resolve() == home:
-        return out, payload
-    return choose_run_dir(out, config_path, overwrite=overwrite), payload
+        return out, payload, None
+    return choose_run_dir(out, config_path, overwrite=overwrite), payload, home
+
+
+def _copy_best(source: Path, out_dir: Path) -> None:
+    import shutil
+
+    from torchyard.files import atomic_path
+
+    best = source / "checkpoints" / "best.pt"
+    if best.is_file():
+        with atomic_path(out_dir / "checkpoints" / "best.pt") as tmp:
+            shutil.copyfile(best, tmp)
 
 
 def _resume_point(payload: dict[str, Any]) -> str:
