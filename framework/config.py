@@ -12,6 +12,7 @@ Every problem is reported at once, one line each, with its dotted path:
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -42,8 +43,10 @@ __all__ = [
     "EarlyStopping",
     "apply_overrides",
     "build_config_model",
+    "jsonable_config",
     "load_config",
     "missing_requirements",
+    "named_components",
     "read_config_file",
     "record_of",
     "section_model",
@@ -490,6 +493,14 @@ def monitored_keys(config: Any) -> list[str]:
     keys = ["train/loss", "val/loss"]
     keys += [f"val/{metric_key(m)}" for m in config.metrics]
     return keys
+
+
+def jsonable_config(config: Any) -> dict[str, Any]:
+    """A validated config as plain JSON values: what checkpoints keep, and
+    what a run's ``config.yaml`` is written from."""
+    # warnings=False: a signature default such as `min_lr: float = 0` is an int
+    result: dict[str, Any] = json.loads(config.model_dump_json(by_alias=True, warnings=False))
+    return result
 
 
 def metric_key(spec: Any) -> str:

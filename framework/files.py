@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
-__all__ = ["atomic_link", "atomic_path", "atomic_write"]
+__all__ = ["atomic_copy", "atomic_link", "atomic_path", "atomic_write"]
 
 
 @contextlib.contextmanager
@@ -57,8 +57,6 @@ def atomic_link(source: str | os.PathLike[str], target: str | os.PathLike[str]) 
     ``source`` must be complete on disk already; a later atomic replace of
     either name leaves the other untouched.
     """
-    import shutil
-
     source, target = Path(source), Path(target)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
@@ -66,12 +64,20 @@ def atomic_link(source: str | os.PathLike[str], target: str | os.PathLike[str]) 
     try:
         os.link(source, tmp)
     except OSError:  # no hard links here (some network and FAT filesystems)
-        with atomic_path(target) as copy:
-            shutil.copyfile(source, copy)
-        return target
+        return atomic_copy(source, target)
     try:
         os.replace(tmp, target)
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+    return target
+
+
+def atomic_copy(source: str | os.PathLike[str], target: str | os.PathLike[str]) -> Path:
+    """Copy ``source`` over ``target`` atomically (temporary file, fsync, rename)."""
+    import shutil
+
+    target = Path(target)
+    with atomic_path(target) as tmp:
+        shutil.copyfile(source, tmp)
     return target

@@ -24,10 +24,11 @@ import torch
 
 from torchyard import distributed
 from torchyard.checkpoint import load_checkpoint, load_model_weights, pack, save_checkpoint
+from torchyard.config import jsonable_config
 from torchyard.console import Reporter
 from torchyard.errors import TrainingError
 from torchyard.files import atomic_link, atomic_write
-from torchyard.resume import ResumableSampler, capture_rng, restore_rng
+from torchyard.resume import ResumableSampler, capture_rng, require_resume_state, restore_rng
 from torchyard.run import Run
 
 __all__ = ["FitResult", "Trainer", "TrainingInterrupted", "probabilities_of", "write_metrics_csv"]
@@ -518,12 +519,8 @@ class Trainer:
         from torchyard.errors import ConfigError
 
         run = self.run
-        progress = payload.get("progress")
-        if progress is None or payload.get("rng") is None:
-            raise ConfigError(
-                "--resume: this checkpoint was written without the state a resume needs "
-                "(RNG and data order); start a new run, or predict with it"
-            )
+        require_resume_state(payload, "--resume")
+        progress = payload["progress"]
         run.model.load_state_dict(payload["model"])
         if run.optimizer is not None and payload.get("optimizer") is not None:
             run.optimizer.load_state_dict(payload["optimizer"])
@@ -610,15 +607,6 @@ def _write_checkpoints(state: dict[str, Any], directory: Path, improved: bool) -
         atomic_link(save_checkpoint(directory / "best.pt", state), directory / "last.pt")
     else:
         save_checkpoint(directory / "last.pt", state)
-
-
-def jsonable_config(config: Any) -> dict[str, Any]:
-    """A validated config as plain JSON values (what checkpoints keep)."""
-    import json
-
-    # warnings=False: a signature default such as `min_lr: float = 0` is an int
-    result: dict[str, Any] = json.loads(config.model_dump_json(by_alias=True, warnings=False))
-    return result
 
 
 def _finite(value: Any) -> bool:

@@ -39,6 +39,7 @@ __all__ = [
     "capture_rng",
     "config_differences",
     "find_resume_checkpoint",
+    "require_resume_state",
     "restore_rng",
 ]
 
@@ -192,6 +193,17 @@ def _last_of(run_dir: Path, message: str) -> Path:
     if not path.is_file():
         raise ConfigError(message)
     return path
+
+
+def require_resume_state(payload: dict[str, Any], where: str) -> None:
+    """Refuse a checkpoint written without what a resume needs (RNG states,
+    data order, progress): one from before they were kept, or not from a
+    training loop."""
+    if payload.get("progress") is None or payload.get("rng") is None:
+        raise ConfigError(
+            f"{where}: this checkpoint was written without the state a resume needs "
+            "(RNG and data order); predict with it, or start a new run"
+        )
 
 
 def run_dir_of(checkpoint: Path) -> Path | None:

@@ -21,7 +21,13 @@ import torch
 from pydantic import BaseModel
 from torch.utils.data import DataLoader, Dataset
 
-from torchyard.config import COMPONENT_SECTIONS, metric_key, record_of, resolve_monitor
+from torchyard.config import (
+    COMPONENT_SECTIONS,
+    jsonable_config,
+    metric_key,
+    record_of,
+    resolve_monitor,
+)
 from torchyard.data import Compose, DataBundle
 from torchyard.device import (
     Precision,
@@ -578,7 +584,7 @@ def write_resolved_config(
     import yaml
 
     path = run_dir / "config.yaml"
-    data = json.loads(config.model_dump_json(by_alias=True, warnings=False))
+    data = jsonable_config(config)
     for section, values in (resolved or {}).items():
         node: Any = data
         for part in section.split("."):

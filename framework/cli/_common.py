@@ -57,7 +57,7 @@ USER_ERROR = 2
 def render_error(error: TorchyardError) -> None:
     """One line per problem on stderr, no traceback (under torchrun: from
     process 0 only, which every process's identical error would repeat)."""
-    if os.environ.get("RANK", "0") != "0":
+    if not _rank_zero():
         return
     for problem in error.problems:
         typer.echo(f"error: {problem}", err=True)
@@ -76,11 +76,17 @@ def user_errors(func: F) -> F:
             render_error(e)
             raise typer.Exit(USER_ERROR) from None
         except KeyboardInterrupt:
-            if os.environ.get("RANK", "0") == "0":  # under torchrun: once
+            if _rank_zero():  # under torchrun: once
                 typer.echo("interrupted", err=True)
             raise typer.Exit(130) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _rank_zero() -> bool:
+    """Whether this is process 0 of a torchrun launch, or no launch at all
+    (read from the environment: the CLI's error path must not import torch)."""
+    return os.environ.get("RANK", "0") == "0"
 
 
 def host() -> Any:

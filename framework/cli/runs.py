@@ -223,18 +223,19 @@ def _resume_target(
     bar, threads) may always change.
     """
     from torchyard.checkpoint import load_checkpoint
+    from torchyard.config import jsonable_config
     from torchyard.errors import ConfigError
-    from torchyard.loop import jsonable_config
-    from torchyard.resume import config_differences, find_resume_checkpoint, run_dir_of
+    from torchyard.resume import (
+        config_differences,
+        find_resume_checkpoint,
+        require_resume_state,
+        run_dir_of,
+    )
     from torchyard.run import choose_run_dir
 
     checkpoint = find_resume_checkpoint(resume, out, config_path)
     payload = load_checkpoint(checkpoint)
-    if payload.get("progress") is None:
-        raise ConfigError(
-            f"--resume {checkpoint}: this checkpoint holds no resume state (RNG and data order); "
-            "it can be used with `torchyard predict`, or to start a new run"
-        )
+    require_resume_state(payload, f"--resume {checkpoint}")
     differences = config_differences(payload.get("config") or {}, jsonable_config(config))
     if differences and not allow_changes:
         raise ConfigError(
@@ -260,14 +261,11 @@ def _resume_target(
 
 
 def _copy_best(source: Path, out_dir: Path) -> None:
-    import shutil
-
-    from torchyard.files import atomic_path
+    from torchyard.files import atomic_copy
 
     best = source / "checkpoints" / "best.pt"
     if best.is_file():
-        with atomic_path(out_dir / "checkpoints" / "best.pt") as tmp:
-            shutil.copyfile(best, tmp)
+        atomic_copy(best, out_dir / "checkpoints" / "best.pt")
 
 
 def _resume_point(payload: dict[str, Any]) -> str:
