@@ -10,6 +10,7 @@ hand-written loop.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import signal
 import threading
@@ -90,7 +91,11 @@ class Trainer:
         self._stop_seen = False
         self._epoch_generator_state: torch.Tensor | None = None
         self._train_generator = torch.Generator()
-        self._config_json = jsonable_config(run.config)
+
+    @functools.cached_property
+    def _config_json(self) -> dict[str, Any]:
+        """The config as every checkpoint keeps it (built once, only when training)."""
+        return jsonable_config(self.run.config)
 
     # -- fitting -------------------------------------------------------------
 
@@ -196,9 +201,7 @@ class Trainer:
                     self.reporter.epoch_line(epoch, trainer.max_epochs, row, improved, run.monitor)
                     run.host.call("on_epoch_end", run=run, epoch=epoch, metrics=dict(row))
                     if self._stop_agreed(reduce=True):
-                        raise TrainingInterrupted(
-                            self._stop.signum or 2, result.last_path, epoch, self.global_step
-                        )
+                        raise self._interrupted(result, epoch)
                     if patience_left is not None and patience_left <= 0:
                         result.stopped_early = True
                         self.reporter.info(
@@ -238,26 +241,27 @@ class Trainer:
                 break
             inputs, targets = self._to_device(batch)
             boundary = (index + 1) % accumulate == 0 or index + 1 == total
-            sync = _NULL if boundary or no_sync is None else no_sync()
-            with sync, run.precision.autocast():
-                outputs = model(inputs)
-                loss = loss_fn(outputs, targets)
-            value = self._loss_value(loss)
-            finite = math.isfinite(value)
-            if finite:
-                scaled = loss / accumulate if accumulate > 1 else loss
-                with _NULL if boundary or no_sync is None else no_sync():
+            # forward and backward of a micro-batch inside an accumulation
+            # window skip DDP's gradient all-reduce (no_sync)
+            with _NULL if boundary or no_sync is None else no_sync():
+                with run.precision.autocast():
+                    outputs = model(inputs)
+                    loss = loss_fn(outputs, targets)
+                value = self._loss_value(loss)
+                finite = math.isfinite(value)
+                if finite:
+                    scaled = loss / accumulate if accumulate > 1 else loss
                     if self.scaler is not None:
                         self.scaler.scale(scaled).backward()
                     else:
                         scaled.backward()
-            elif skip_nonfinite:
-                sums.skipped += 1
-            else:
-                raise TrainingError(
-                    f"loss is {value} at epoch {epoch}, batch {index + 1} (optimizer step "
-                    f"{self.global_step}); training stopped, the last good checkpoint is kept"
-                )
+                elif skip_nonfinite:
+                    sums.skipped += 1
+                else:
+                    raise TrainingError(
+                        f"loss is {value} at epoch {epoch}, batch {index + 1} (optimizer step "
+                        f"{self.global_step}); training stopped, the last good checkpoint is kept"
+                    )
             if boundary:
                 self._optimizer_step(epoch, index, skip_nonfinite, sums)
                 if schedule is not None:
@@ -289,10 +293,13 @@ class Trainer:
                     if self._main:
                         _write_checkpoints(state, result.last_path.parent, False)  # type: ignore[union-attr]
                     if stopping:
-                        raise TrainingInterrupted(
-                            self._stop.signum or 2, result.last_path, epoch, self.global_step
-                        )
+                        raise self._interrupted(result, epoch)
         return sums
+
+    def _interrupted(self, result: FitResult, epoch: int) -> TrainingInterrupted:
+        """What fit() raises once a stop request has written its checkpoint
+        (under torch.distributed, a process that saw no signal stops as SIGINT)."""
+        return TrainingInterrupted(self._stop.signum or signal.SIGINT, result.last_path, epoch, self.global_step)
 
     def _loss_value(self, loss: torch.Tensor) -> float:
         """The batch's loss as a number; under torch.distributed, the mean over
