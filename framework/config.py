@@ -287,15 +287,16 @@ def section_model(record: ComponentRecord) -> type[BaseModel]:
 def named_components(data: Mapping[str, Any], registry: Registry) -> dict[str, list[ComponentRecord]] | None:
     """The components a raw config names, by kind; ``None`` if some name is
     missing or unknown (then every component is needed, to say which exist)."""
+    def as_list(value: Any) -> list[Any]:
+        return value if isinstance(value, list) else [] if value is None else [value]
+
     names: dict[str, list[Any]] = {kind: [] for kind in (*COMPONENT_SECTIONS.values(), "transform")}
     for section, kind in COMPONENT_SECTIONS.items():
-        value = data.get(section)
-        names[kind] += value if isinstance(value, list) else [] if value is None else [value]
+        names[kind] += as_list(data.get(section))
     transforms = data.get("transforms")
     if isinstance(transforms, Mapping):
         for split in ("train", "eval"):
-            value = transforms.get(split)
-            names["transform"] += value if isinstance(value, list) else [] if value is None else [value]
+            names["transform"] += as_list(transforms.get(split))
     tta = data.get("tta")
     for view in tta if isinstance(tta, list) else []:
         names["transform"] += view if isinstance(view, list) else [view]
