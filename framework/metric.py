@@ -55,18 +55,18 @@ class Metric:
     def sync(self) -> None:
         """Reduce states across torch.distributed processes, if initialized."""
         import torch
-        import torch.distributed as dist
 
-        if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        from torchyard import distributed
+
+        if distributed.world_size() == 1:
             return
         for name, (_, reduce) in self._defaults.items():
             value = getattr(self, name)
             if reduce == "sum":
-                dist.all_reduce(value)
+                distributed.all_reduce_sum(value)
             else:
                 local = torch.cat(value) if value else torch.empty(0)
-                gathered: list[Any] = [None] * dist.get_world_size()
-                dist.all_gather_object(gathered, local.cpu())
+                gathered = distributed.all_gather_objects(local.cpu())
                 setattr(self, name, [g.to(local.device) for g in gathered])
 
     def __repr__(self) -> str:
