@@ -21,7 +21,7 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check framework plugins tests benchmarks
-	$(VENV)/bin/mypy framework
+	$(VENV)/bin/mypy
 
 bench: $(STAMP)
 	$(PY) benchmarks/loop_overhead.py

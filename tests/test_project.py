@@ -44,16 +44,19 @@ def test_every_hook_spec_is_in_docs_hooks_md(name: str) -> None:
     assert re.search(rf"^### `?{name}`?", text, re.M), f"docs/hooks.md has no '### {name}' section"
 
 
-def test_pyproject_lists_every_package() -> None:
-    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
-    mapping = config["package-dir"]
-    found = set()
-    for package, directory in mapping.items():
-        for init in (ROOT / directory).rglob("__init__.py"):
-            relative = init.parent.relative_to(ROOT / directory)
-            found.add(".".join([package, *relative.parts]))
-    assert found == set(config["packages"])
-    assert set(mapping) == {"torchyard", "torchyard_builtins"}
+def test_layout_is_the_import_tree() -> None:
+    """A file's path below framework/ or plugins/ is its module's name, and
+    the wheel and the editable install take exactly those two packages."""
+    hatch = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["hatch"]["build"]
+    assert hatch["targets"]["wheel"]["packages"] == ["framework/torchyard", "plugins/torchyard_builtins"]
+    assert hatch["dev-mode-dirs"] == ["framework", "plugins"]
+    assert sorted(p.name for p in (ROOT / "framework").iterdir() if p.name != "__pycache__") == ["torchyard"]
+    assert sorted(p.name for p in (ROOT / "plugins").iterdir() if p.name != "__pycache__") == ["torchyard_builtins"]
+    import torchyard
+    import torchyard_builtins
+
+    assert Path(torchyard.__file__).resolve() == ROOT / "framework" / "torchyard" / "__init__.py"
+    assert Path(torchyard_builtins.__file__).resolve() == ROOT / "plugins" / "torchyard_builtins" / "__init__.py"
 
 
 def test_no_top_level_framework_or_plugins_module_is_installed(tmp_path: Path) -> None:
