@@ -113,8 +113,8 @@ class ImageDataset(Dataset[Any]):
 
     def __init__(
         self,
-        paths: Sequence[str],
-        targets: Sequence[int] | None = None,
+        paths: Sequence[str] | np.ndarray,
+        targets: Sequence[int] | np.ndarray | None = None,
         *,
         transform: Callable[[Any], Any] | None = None,
         image_size: tuple[int, int] | None = None,

@@ -24,6 +24,8 @@ class ROCAUC(BuiltinMetric):
     """
 
     higher_is_better = True
+    scores: list[torch.Tensor]
+    targets: list[torch.Tensor]
 
     def __init__(
         self,

@@ -29,6 +29,7 @@ class Accuracy(BuiltinMetric):
     """Fraction of samples whose top-scoring class is the target."""
 
     higher_is_better = True
+    correct: torch.Tensor
 
     def __init__(self) -> None:
         super().__init__()
@@ -47,6 +48,7 @@ class TopKAccuracy(BuiltinMetric):
     (ties: the higher class index first, as sklearn's ``top_k_accuracy_score``)."""
 
     higher_is_better = True
+    correct: torch.Tensor
 
     def __init__(
         self,

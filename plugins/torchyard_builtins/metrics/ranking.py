@@ -21,6 +21,7 @@ class _QueryMean(BuiltinMetric):
     """Sums a per-query value; compute() is its mean."""
 
     higher_is_better = True
+    total: torch.Tensor
 
     def __init__(self, k: int | None = None) -> None:
         super().__init__()

@@ -17,6 +17,10 @@ class _SumsMetric(BuiltinMetric):
     """Keeps sums of absolute errors, squared errors, targets and squared targets."""
 
     higher_is_better = False
+    abs_errors: torch.Tensor
+    squared_errors: torch.Tensor
+    target_sum: torch.Tensor
+    target_squares: torch.Tensor
 
     def __init__(self) -> None:
         super().__init__()
