@@ -1,10 +1,15 @@
-"""The run config: one pydantic model, built from the registry.
+"""The run config: a typed :class:`RunConfig`, its sections built from the registry.
 
-A config names each component as ``{name: ..., <params>}``. The model of the
-whole config is assembled from the static sections (``trainer``, ``loader``)
-and, for each component section, a union of every registered component's
-params model tagged by its name -- so one ``model_validate`` checks the
-whole file, and ``model_json_schema()`` is the schema editors use.
+A config names each component as ``{name: ..., <params>}``. Each registered
+component gets a section class (:func:`section_model`): a
+:class:`ComponentSpec` subclass made of its params model, the keys
+torchyard adds for its kind (:class:`MetricSpec`, :class:`OptimizerSpec`,
+:class:`SchedulerSpec`) and its registry record. :func:`build_config_model`
+subclasses :class:`RunConfig`, turning each component section of the table
+of kinds (:mod:`torchyard.kinds`) into a union of those classes tagged by
+name -- so one ``model_validate`` checks the whole file, the result is a
+typed :class:`RunConfig`, and ``model_json_schema()`` is the schema editors
+use.
 
 Every problem is reported at once, one line each, with its dotted path:
 ``optimizer.lr: expected a number > 0, got -1``.
@@ -14,14 +19,14 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from types import MappingProxyType
+from typing import Annotated, Any, ClassVar, Literal, Union, cast
 
 from pydantic import (
     AfterValidator,
     BaseModel,
-    ConfigDict,
     Discriminator,
     Field,
     Tag,
@@ -30,17 +35,26 @@ from pydantic import (
     field_validator,
 )
 
+from torchyard import kinds
 from torchyard.config_io import apply_overrides, read_config_file
-from torchyard.errors import ConfigError, TorchyardError, did_you_mean
-from torchyard.params import ParamsModel
+from torchyard.errors import ConfigError, PluginError, TorchyardError, did_you_mean
+from torchyard.kinds import Section
+from torchyard.optim import Duration, ParamGroupConfig, PositiveDuration, WarmupConfig
+from torchyard.params import SECTION_ATTRIBUTES, ParamsModel, params_to_kwargs
 from torchyard.registry import ComponentRecord, Registry
 from torchyard.splits import SplitConfig
 
 __all__ = [
     "COMPONENT_SECTIONS",
-    "LoaderConfig",
-    "TrainerConfig",
+    "ComponentSpec",
     "EarlyStopping",
+    "LoaderConfig",
+    "MetricSpec",
+    "OptimizerSpec",
+    "RunConfig",
+    "SchedulerSpec",
+    "TrainerConfig",
+    "TransformsConfig",
     "apply_overrides",
     "build_config_model",
     "jsonable_config",
@@ -53,17 +67,14 @@ __all__ = [
     "validate_config",
 ]
 
-#: Config section -> component kind. ``metrics`` is a list.
+#: Config section -> component kind, for the sections that hold components
+#: themselves (one, an optional one, or a list): every kind's but transforms'.
 COMPONENT_SECTIONS: dict[str, str] = {
-    "model": "model",
-    "data": "dataset",
-    "loss": "loss",
-    "optimizer": "optimizer",
-    "scheduler": "scheduler",
-    "metrics": "metric",
-    "writer": "writer",
+    section.name: kind.name
+    for kind in kinds.TABLE
+    for section in kind.sections
+    if section.shape in ("single", "optional", "list")
 }
-_OPTIONAL_SECTIONS = {"scheduler", "writer"}
 
 _DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
@@ -175,21 +186,138 @@ class LoaderConfig(ParamsModel):
     drop_last: bool = Field(False, description="Drop the last incomplete training batch.")
 
 
-# -- the dynamic model ---------------------------------------------------------
+# -- component sections --------------------------------------------------------
+
+
+class ComponentSpec(ParamsModel):
+    """A config section naming one component: its ``name`` and its params.
+
+    Each registered component has its own subclass (:func:`section_model`),
+    whose fields are the component's params and whose :attr:`record` is the
+    registry record it was built for.
+    """
+
+    #: The registry record of the component this section names.
+    record: ClassVar[ComponentRecord]
+
+    name: str = Field(description="Which component: a registered name, or plugin:name.")
+
+    def factory_kwargs(self) -> dict[str, Any]:
+        """The factory's own keyword arguments: the params, without ``name``
+        and the keys torchyard adds for the kind (``log_as``, ``warmup``, ...)."""
+        own = {info.alias or name for name, info in self.record.params.model_fields.items()}
+        return {k: v for k, v in params_to_kwargs(self).items() if k in own}
+
+
+class MetricSpec(ComponentSpec):
+    """A metric section: the metric's params, and the key it logs under."""
+
+    log_as: str | None = Field(None, description="Key to log under (val/<log_as>); default: the name.")
+
+
+class OptimizerSpec(ComponentSpec):
+    """An optimizer section: the optimizer's params, and its parameter groups."""
+
+    param_groups: list[ParamGroupConfig] = Field(
+        default_factory=list,
+        description="Per-module settings by module-name prefix (lr, lr_scale, "
+        "weight_decay, freeze); the first matching prefix wins.",
+    )
+    no_weight_decay_on_bias_and_norm: bool = Field(
+        False, description="No weight decay on biases and normalization weights."
+    )
+
+
+class SchedulerSpec(ComponentSpec):
+    """A scheduler section: the scheduler's params (its durations accept
+    units), a warmup, and when it steps."""
+
+    warmup: WarmupConfig | None = Field(None, description="Linear LR warmup before this scheduler starts.")
+    interval: Literal["epoch", "step"] | None = Field(
+        None,
+        description="Step per epoch or per optimizer step; default: the scheduler's "
+        "own, or per step when a duration is given in steps.",
+    )
+
+
+class TransformsConfig(ParamsModel):
+    """Per-sample transforms, composed in order and given to the dataset."""
+
+    train: list[ComponentSpec] = Field(default_factory=list)
+    eval: list[ComponentSpec] = Field(default_factory=list)
+
+
+class RunConfig(ParamsModel):
+    """A torchyard run: components by name, and how to train them.
+
+    The component sections are typed by their kind's spec class; the model
+    that validates a config (:func:`build_config_model`) narrows each to the
+    registered components, takes its shape and description from the table of
+    kinds, and adds a section for every other kind there (read those with
+    :meth:`specs`).
+    """
+
+    #: Components whose section could not be built, by qualified name: why.
+    #: Set on each model :func:`build_config_model` makes.
+    broken: ClassVar[Mapping[str, str]] = MappingProxyType({})
+
+    requires: list[str] = Field(
+        default_factory=list,
+        description="Plugin distributions this config needs, e.g. 'torchyard-x>=0.1'.",
+    )
+    # (model_validate: type checkers take Field(10, ...) for a required field)
+    trainer: TrainerConfig = Field(default_factory=lambda: TrainerConfig.model_validate({}))
+    loader: LoaderConfig = Field(default_factory=lambda: LoaderConfig.model_validate({}))
+    split: SplitConfig | None = Field(
+        None, description="Carve validation out of the labelled data: holdout or k-fold."
+    )
+    transforms: TransformsConfig = Field(default_factory=TransformsConfig)
+    tta: list[list[ComponentSpec]] = Field(default_factory=list)
+    model: ComponentSpec
+    data: ComponentSpec
+    loss: ComponentSpec
+    optimizer: OptimizerSpec
+    scheduler: SchedulerSpec | None = None
+    metrics: list[MetricSpec] = Field(default_factory=list)
+    writer: ComponentSpec | None = None
+
+    def specs(self, kind: str | None = None) -> list[ComponentSpec]:
+        """Every component section (of ``kind``) in this config, in table order."""
+        table = kinds.TABLE if kind is None else (kinds.get(kind),)
+        return [
+            spec
+            for k in table
+            for section in k.sections
+            for spec in _walk(section, getattr(self, section.name, None), getattr)
+        ]
+
+
+def _walk(section: Section, value: Any, get: Callable[[Any, str], Any]) -> list[Any]:
+    """The component sections inside ``value``, the value of ``section``
+    (validated, or raw data with ``get`` reading a mapping)."""
+
+    def as_list(v: Any) -> list[Any]:
+        return v if isinstance(v, list) else [] if v is None else [v]
+
+    if section.shape == "splits":
+        return [s for key, _ in section.splits for s in as_list(get(value, key))] if value is not None else []
+    if section.shape == "views":
+        return [s for view in value for s in as_list(view)] if isinstance(value, list) else []
+    return as_list(value)
 
 
 def record_of(spec: BaseModel) -> ComponentRecord:
     """The registry record a validated component section was built from."""
-    record = getattr(type(spec), "__torchyard_record__", None)
-    if record is None:
+    record = getattr(type(spec), "record", None)
+    if not isinstance(spec, ComponentSpec) or not isinstance(record, ComponentRecord):
         raise TypeError(f"{type(spec).__name__} is not a component section")
     return record
 
 
 def build_config_model(
     registry: Registry, only: Mapping[str, list[ComponentRecord]] | None = None
-) -> type[BaseModel]:
-    """The pydantic model of a run config with every registered component.
+) -> type[RunConfig]:
+    """The model of a run config with every registered component.
 
     ``only`` (kind -> records) restricts a kind to those components: a
     component's schema may be derived from its factory, which means
@@ -198,65 +326,42 @@ def build_config_model(
     """
     broken: dict[str, str] = {}
     fields: dict[str, Any] = {}
-    for section, kind in COMPONENT_SECTIONS.items():
-        component = _component_type(registry, kind, broken, only)
-        if section == "metrics":
-            fields[section] = (
-                list[component],  # type: ignore[valid-type]
-                Field(default_factory=list, description="Metrics computed on validation."),
-            )
-        elif section in _OPTIONAL_SECTIONS:
-            fields[section] = (component | None, Field(None, description=f"The {kind}."))
-        else:
-            fields[section] = (component, Field(description=f"The {kind}."))
-    transform = _component_type(registry, "transform", broken, only)
-    transforms = create_model(
-        "TransformsConfig",
-        __config__=ConfigDict(extra="forbid"),
-        __doc__="Per-sample transforms, composed in order and given to the dataset.",
-        train=(list[transform], Field(default_factory=list, description="Applied to training samples.")),  # type: ignore[valid-type]
-        eval=(
-            list[transform],  # type: ignore[valid-type]
-            Field(default_factory=list, description="Applied to validation and test samples."),
-        ),
-    )
-    model = create_model(
-        "RunConfig",
-        __config__=ConfigDict(extra="forbid", protected_namespaces=()),
-        __doc__="A torchyard run: components by name, and how to train them.",
-        requires=(
-            list[str],
-            Field(
-                default_factory=list,
-                description="Plugin distributions this config needs, e.g. 'torchyard-x>=0.1'.",
-            ),
-        ),
-        trainer=(TrainerConfig, Field(default_factory=TrainerConfig)),
-        loader=(LoaderConfig, Field(default_factory=LoaderConfig)),
-        split=(
-            SplitConfig | None,
-            Field(None, description="Carve validation out of the labelled data: holdout or k-fold."),
-        ),
-        transforms=(transforms, Field(default_factory=transforms)),
-        tta=(
-            list[list[transform]],  # type: ignore[valid-type]
-            Field(
-                default_factory=list,
-                description="Test-time augmentation: each item a list of transforms applied to "
-                "the input batch; the class probabilities of the plain batch and of every view "
-                "are averaged.",
-            ),
-        ),
-        **fields,
-    )
-    model.__torchyard_broken__ = broken
+    for kind in kinds.TABLE:
+        component = _component_type(registry, kind.name, broken, only)
+        for section in kind.sections:
+            fields[section.name] = _section_field(section, component)
+    summary = (RunConfig.__doc__ or "").split("\n\n")[0]  # the schema's description
+    model = create_model("RunConfig", __base__=RunConfig, __doc__=summary, **fields)
+    model.broken = MappingProxyType(broken)
     return model
 
 
-_SECTION_MODELS: dict[int, tuple[ComponentRecord, type[BaseModel]]] = {}
+def _section_field(section: Section, component: Any) -> tuple[Any, Any]:
+    """The field of a section holding ``component`` (a union), as its shape says."""
+    if section.shape == "single":
+        return component, Field(description=section.description)
+    if section.shape == "optional":
+        return component | None, Field(None, description=section.description)
+    if section.shape == "list":
+        return list[component], Field(default_factory=list, description=section.description)
+    if section.shape == "views":
+        return list[list[component]], Field(default_factory=list, description=section.description)
+    # splits: a model of named lists, subclassing RunConfig's own (TransformsConfig)
+    static = RunConfig.model_fields.get(section.name)
+    base: type[BaseModel] = ParamsModel
+    if static is not None and isinstance(static.annotation, type) and issubclass(static.annotation, BaseModel):
+        base = static.annotation
+    lists: dict[str, Any] = {
+        key: (list[component], Field(default_factory=list, description=text)) for key, text in section.splits
+    }
+    splits = create_model(f"{section.name.title()}Config", __base__=base, __doc__=section.description, **lists)
+    return splits, Field(default_factory=splits)
 
 
-def section_model(record: ComponentRecord) -> type[BaseModel]:
+_SECTION_MODELS: dict[int, tuple[ComponentRecord, type[ComponentSpec]]] = {}
+
+
+def section_model(record: ComponentRecord) -> type[ComponentSpec]:
     """The model of a config section naming ``record``: its params, ``name``,
     and the keys torchyard adds for its kind (``log_as``, ``warmup``, ...).
 
@@ -266,20 +371,30 @@ def section_model(record: ComponentRecord) -> type[BaseModel]:
     if cached is not None and cached[0] is record:
         return cached[1]
     params = record.params
-    extra: dict[str, Any] = {
-        "name": (
-            str,
-            Field(description=record.summary or None, json_schema_extra={"const": record.name}),
+    clash = sorted(SECTION_ATTRIBUTES & set(params.model_fields))
+    if clash:
+        raise PluginError(
+            f"{record.kind} '{record.name}' from plugin {record.source}: its params schema "
+            f"has a field named {clash[0]!r}, which a config section reserves; give it an alias"
+        )
+    try:
+        base = kinds.import_object(kinds.get(record.kind).spec_base)
+    except Exception as e:  # noqa: BLE001 - a broken entry of the table of kinds
+        raise PluginError(f"kind '{record.kind}': cannot import its spec base: {e}") from e
+    wrapper = cast(
+        "type[ComponentSpec]",
+        create_model(
+            f"{record.kind}:{record.qualified_name}",
+            __base__=(base, params),
+            __doc__=record.summary or None,
+            name=(
+                str,
+                Field(description=record.summary or None, json_schema_extra={"const": record.name}),
+            ),
+            **_duration_fields(record, params),
         ),
-        **_section_fields(record, params),
-    }
-    wrapper = create_model(
-        f"{record.kind}:{record.qualified_name}",
-        __base__=params,
-        __doc__=record.summary or None,
-        **extra,
     )
-    wrapper.__torchyard_record__ = record
+    wrapper.record = record
     _SECTION_MODELS[id(record)] = (record, wrapper)
     return wrapper
 
@@ -287,32 +402,24 @@ def section_model(record: ComponentRecord) -> type[BaseModel]:
 def named_components(data: Mapping[str, Any], registry: Registry) -> dict[str, list[ComponentRecord]] | None:
     """The components a raw config names, by kind; ``None`` if some name is
     missing or unknown (then every component is needed, to say which exist)."""
-    def as_list(value: Any) -> list[Any]:
-        return value if isinstance(value, list) else [] if value is None else [value]
 
-    names: dict[str, list[Any]] = {kind: [] for kind in (*COMPONENT_SECTIONS.values(), "transform")}
-    for section, kind in COMPONENT_SECTIONS.items():
-        names[kind] += as_list(data.get(section))
-    transforms = data.get("transforms")
-    if isinstance(transforms, Mapping):
-        for split in ("train", "eval"):
-            names["transform"] += as_list(transforms.get(split))
-    tta = data.get("tta")
-    for view in tta if isinstance(tta, list) else []:
-        names["transform"] += view if isinstance(view, list) else [view]
+    def get(value: Any, key: str) -> Any:
+        return value.get(key) if isinstance(value, Mapping) else None
+
     only: dict[str, list[ComponentRecord]] = {}
-    for kind, specs in names.items():
-        only[kind] = []
-        for spec in specs:
-            name = spec.get("name") if isinstance(spec, Mapping) else None
-            if not isinstance(name, str):
-                return None
-            try:
-                record = registry.get(kind, name)
-            except TorchyardError:
-                return None
-            if record not in only[kind]:
-                only[kind].append(record)
+    for kind in kinds.TABLE:
+        only[kind.name] = []
+        for section in kind.sections:
+            for spec in _walk(section, data.get(section.name), get):
+                name = spec.get("name") if isinstance(spec, Mapping) else None
+                if not isinstance(name, str):
+                    return None
+                try:
+                    record = registry.get(kind.name, name)
+                except TorchyardError:
+                    return None
+                if record not in only[kind.name]:
+                    only[kind.name].append(record)
     return only
 
 
@@ -332,7 +439,7 @@ def _component_type(
         members.append(Annotated[wrapper, Tag(record.qualified_name)])
 
     def tag(value: Any) -> str | None:
-        if isinstance(value, BaseModel):
+        if isinstance(value, ComponentSpec):
             return record_of(value).qualified_name
         if not isinstance(value, Mapping) or not isinstance(value.get("name"), str):
             return None
@@ -356,48 +463,10 @@ def _component_type(
     return Annotated[union, Discriminator(tag)]
 
 
-def _section_fields(record: ComponentRecord, params: type[BaseModel]) -> dict[str, Any]:
-    """Keys a config section accepts beyond the component's own parameters."""
-    from torchyard.optim import Duration, ParamGroupConfig, PositiveDuration, WarmupConfig
-
-    if record.kind == "metric":
-        return {
-            "log_as": (
-                str | None,
-                Field(None, description="Key to log under (val/<log_as>); default: the name."),
-            )
-        }
-    if record.kind == "optimizer":
-        return {
-            "param_groups": (
-                list[ParamGroupConfig],
-                Field(
-                    default_factory=list,
-                    description="Per-module settings by module-name prefix (lr, lr_scale, "
-                    "weight_decay, freeze); the first matching prefix wins.",
-                ),
-            ),
-            "no_weight_decay_on_bias_and_norm": (
-                bool,
-                Field(False, description="No weight decay on biases and normalization weights."),
-            ),
-        }
-    if record.kind != "scheduler":
-        return {}
-    fields: dict[str, Any] = {
-        "warmup": (
-            WarmupConfig | None,
-            Field(None, description="Linear LR warmup before this scheduler starts."),
-        ),
-        "interval": (
-            Literal["epoch", "step"] | None,
-            Field(
-                None,
-                description="Step per epoch or per optimizer step; default: the scheduler's "
-                "own, or per step when a duration is given in steps.",
-            ),
-        ),
-    }
+def _duration_fields(record: ComponentRecord, params: type[BaseModel]) -> dict[str, Any]:
+    """The params a component declares as durations (its ``durations``
+    option), retyped to accept ``'10 epochs'`` or ``'500 steps'``."""
+    fields: dict[str, Any] = {}
     for name in record.options.get("durations", ()):
         info = params.model_fields.get(name)
         if info is None:
@@ -425,8 +494,8 @@ def _section_fields(record: ComponentRecord, params: type[BaseModel]) -> dict[st
 
 
 def validate_config(
-    data: Mapping[str, Any], registry: Registry, model: type[BaseModel] | None = None
-) -> BaseModel:
+    data: Mapping[str, Any], registry: Registry, model: type[RunConfig] | None = None
+) -> RunConfig:
     """Validate a raw config; raise :class:`ConfigError` with every problem."""
     requires = data.get("requires")
     if isinstance(requires, list) and all(isinstance(r, str) for r in requires):
@@ -455,7 +524,7 @@ def validate_config(
 
 def load_config(
     path: str | Path, registry: Registry, overrides: Sequence[str] = ()
-) -> BaseModel:
+) -> RunConfig:
     """Read, override and validate a config file.
 
     Relative paths in component params typed as ``pathlib.Path`` are
@@ -468,17 +537,9 @@ def load_config(
     return config
 
 
-def resolve_paths(config: Any, base: Path) -> None:
+def resolve_paths(config: RunConfig, base: Path) -> None:
     """Make relative ``Path`` params of every component absolute against ``base``."""
-    specs: list[Any] = []
-    for section in COMPONENT_SECTIONS:
-        value = getattr(config, section, None)
-        specs += value if isinstance(value, list) else [value]
-    for split in ("train", "eval"):
-        specs += getattr(config.transforms, split)
-    for spec in specs:
-        if spec is None:
-            continue
+    for spec in config.specs():
         for name, info in type(spec).model_fields.items():
             if "Path" not in str(info.annotation):
                 continue
@@ -489,14 +550,14 @@ def resolve_paths(config: Any, base: Path) -> None:
                 setattr(spec, name, [base / v if isinstance(v, Path) and not v.is_absolute() else v for v in value])
 
 
-def monitored_keys(config: Any) -> list[str]:
+def monitored_keys(config: RunConfig) -> list[str]:
     """Every value a run with this config logs, in order."""
     keys = ["train/loss", "val/loss"]
     keys += [f"val/{metric_key(m)}" for m in config.metrics]
     return keys
 
 
-def jsonable_config(config: Any) -> dict[str, Any]:
+def jsonable_config(config: BaseModel) -> dict[str, Any]:
     """A validated config as plain JSON values: what checkpoints keep, and
     what a run's ``config.yaml`` is written from."""
     # warnings=False: a signature default such as `min_lr: float = 0` is an int
@@ -504,11 +565,12 @@ def jsonable_config(config: Any) -> dict[str, Any]:
     return result
 
 
-def metric_key(spec: Any) -> str:
+def metric_key(spec: MetricSpec) -> str:
+    """The key a metric logs under, after ``val/``."""
     return spec.log_as or record_of(spec).name
 
 
-def resolve_monitor(config: Any) -> str:
+def resolve_monitor(config: RunConfig) -> str:
     """The monitored key: explicit, else the first metric, else ``val/loss``."""
     if config.trainer.monitor:
         return str(config.trainer.monitor)
@@ -547,7 +609,7 @@ def missing_requirements(requires: Sequence[str]) -> list[str]:
     return problems
 
 
-def _cross_checks(config: Any) -> list[str]:
+def _cross_checks(config: RunConfig) -> list[str]:
     problems: list[str] = []
     keys = [f"val/{metric_key(m)}" for m in config.metrics]
     for i, key in enumerate(keys):

@@ -14,14 +14,16 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from torchyard import kinds
 from torchyard.config import (
-    COMPONENT_SECTIONS,
     EarlyStopping,
     LoaderConfig,
+    RunConfig,
     TrainerConfig,
     section_model,
 )
 from torchyard.errors import TorchyardError, did_you_mean
+from torchyard.kinds import Section
 from torchyard.registry import Registry
 from torchyard.splits import SplitConfig
 
@@ -29,9 +31,9 @@ __all__ = ["format_errors"]
 
 
 def format_errors(
-    error: ValidationError, data: Mapping[str, Any], registry: Registry, model: type[BaseModel]
+    error: ValidationError, data: Mapping[str, Any], registry: Registry, model: type[RunConfig]
 ) -> list[str]:
-    broken: dict[str, str] = getattr(model, "__torchyard_broken__", {})
+    broken = model.broken
     tags = {r.qualified_name for r in registry.records()}
     lines: list[str] = []
     for err in error.errors(include_url=False):
@@ -50,15 +52,19 @@ def format_errors(
     return list(dict.fromkeys(lines))
 
 
+def _section_at(loc: Sequence[str]) -> tuple[str, Section] | None:
+    """The component kind and section that ``loc`` lies in, if any."""
+    for kind in kinds.TABLE:
+        for section in kind.sections:
+            if loc and section.name == loc[0]:
+                return kind.name, section
+    return None
+
+
 def _kind_at(loc: Sequence[str]) -> str | None:
-    """The component kind of the section at ``loc``, if it is one."""
-    if not loc:
-        return None
-    if loc[0] == "transforms":
-        return "transform" if len(loc) >= 3 else None
-    if loc[0] == "tta":
-        return "transform" if len(loc) >= 3 else None
-    return COMPONENT_SECTIONS.get(loc[0])
+    """The component kind of the component at ``loc``, if it is one."""
+    found = _section_at(loc)
+    return found[0] if found is not None and len(loc) >= found[1].depth else None
 
 
 def _allowed_keys(
@@ -75,8 +81,9 @@ def _allowed_keys(
         return list(target.model_fields)
     if section == "split":
         return list(SplitConfig.model_fields)
-    if section == "transforms" and len(loc) == 1:
-        return ["train", "eval"]
+    found = _section_at(loc)
+    if found is not None and found[1].shape == "splits" and len(loc) == 1:
+        return [key for key, _ in found[1].splits]
     kind = _kind_at(loc)
     spec = _get(data, loc)
     if kind is None or not isinstance(spec, Mapping):

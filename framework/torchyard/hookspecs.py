@@ -1,6 +1,8 @@
-"""Hook specifications: the one place every torchyard hook is documented.
+"""Hook specifications: the one place every torchyard hook is specified.
 
-A plugin is a module (or object) with functions decorated by
+The registration hooks (``register_models``, ...) are generated from the
+table of component kinds, :mod:`torchyard.kinds`, which documents each; the
+lifecycle hooks are written out below. A plugin is a module (or object) with functions decorated by
 ``@torchyard.hookimpl`` and named after one of the specs below. Plugins are
 found through the ``torchyard`` entry-point group; torchyard's own built-in
 components register through that very group.
@@ -13,13 +15,18 @@ breaking existing plugins.
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import pluggy
 
+from torchyard import kinds
+
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
+    from torchyard.kinds import Kind
     from torchyard.registry import Register
     from torchyard.run import Run
 
@@ -30,22 +37,13 @@ PROJECT = "torchyard"
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
 
-#: Registration hook name for each component kind, in display order.
-REGISTRATION_HOOKS: dict[str, str] = {
-    "model": "register_models",
-    "dataset": "register_datasets",
-    "loss": "register_losses",
-    "optimizer": "register_optimizers",
-    "scheduler": "register_schedulers",
-    "metric": "register_metrics",
-    "writer": "register_writers",
-    "transform": "register_transforms",
-}
-
 # --------------------------------------------------------------------------
 # Registration hooks
 #
-# Each receives a ``register`` callback and calls it once per component:
+# One per component kind, generated from the table of kinds
+# (:data:`torchyard.kinds.TABLE`), which holds each hook's name and
+# documentation. Each receives a ``register`` callback and calls it once per
+# component:
 #
 #     register(name, factory, *, params=None, description=None, **options)
 #
@@ -57,114 +55,24 @@ REGISTRATION_HOOKS: dict[str, str] = {
 # --------------------------------------------------------------------------
 
 
-@hookspec
-def register_models(register: Register) -> None:
-    """Register model factories.
+def _registration_spec(kind: Kind) -> Callable[[Register], None]:
+    """The hook spec of ``kind``: a function named after its hook, documented by its doc."""
 
-    A model factory returns a ``torch.nn.Module``. Parameters named
-    ``num_classes``, ``in_channels`` or ``input_shape`` that the user leaves
-    unset are filled in from the dataset.
+    def spec(register: Register) -> None:
+        pass
 
-    :param register: call ``register(name, factory, ...)`` once per model.
-    """
-
-
-@hookspec
-def register_datasets(register: Register) -> None:
-    """Register dataset factories.
-
-    A dataset factory returns a :class:`torchyard.data.DataBundle`: the
-    train, validation and (unlabelled) test splits plus what the rest of the
-    run needs to know about them (number of classes, test ids, input shape).
-
-    :param register: call ``register(name, factory, ...)`` once per dataset.
-    """
+    spec.__name__ = spec.__qualname__ = kind.hook
+    spec.__doc__ = inspect.cleandoc(kind.doc)
+    spec.__module__ = __name__
+    return hookspec(spec)
 
 
-@hookspec
-def register_losses(register: Register) -> None:
-    """Register loss factories.
+for _kind in kinds.TABLE:
+    globals()[_kind.hook] = _registration_spec(_kind)
+del _kind
 
-    A loss factory returns a callable ``loss(outputs, targets) -> Tensor``
-    producing a scalar, usually a ``torch.nn.Module``. The optional
-    ``targets`` option says what targets it expects: ``"classes"`` (class
-    indices, the default), ``"binary"``, ``"multilabel"``, ``"values"``
-    (regression) or ``"ranking"``.
-
-    :param register: call ``register(name, factory, targets=..., ...)`` once per loss.
-    """
-
-
-@hookspec
-def register_optimizers(register: Register) -> None:
-    """Register optimizer factories.
-
-    An optimizer factory is called as ``factory(param_groups, **params)``
-    and returns a ``torch.optim.Optimizer``; any ``torch.optim`` class fits
-    as is. The first positional parameter is not part of the params schema.
-
-    :param register: call ``register(name, factory, ...)`` once per optimizer.
-    """
-
-
-@hookspec
-def register_schedulers(register: Register) -> None:
-    """Register learning-rate scheduler factories.
-
-    A scheduler factory is called as ``factory(optimizer, **params)``; any
-    ``torch.optim.lr_scheduler`` class fits as is. Every scheduler must
-    declare when it steps, as the ``interval`` option:
-
-    - ``"epoch"``: ``scheduler.step()`` after every epoch,
-    - ``"step"``: ``scheduler.step()`` after every optimizer step,
-    - ``"metric"``: ``scheduler.step(value)`` after every validation, with
-      the value of the monitored metric (like ``ReduceLROnPlateau``).
-
-    :param register: call ``register(name, factory, interval=..., ...)``.
-    """
-
-
-@hookspec
-def register_metrics(register: Register) -> None:
-    """Register metric factories.
-
-    A metric factory returns a :class:`torchyard.metric.Metric`:
-    ``update(outputs, targets)`` accumulates on the device, ``compute()``
-    reduces to a number, ``reset()`` starts over, and ``higher_is_better``
-    says which way is good (it drives monitoring and early stopping). The
-    optional ``targets`` option is as for losses.
-
-    :param register: call ``register(name, factory, targets=..., ...)`` once per metric.
-    """
-
-
-@hookspec
-def register_writers(register: Register) -> None:
-    """Register submission-writer factories.
-
-    A writer factory returns an object with
-    ``write(predictions: torchyard.data.Predictions, directory: Path) -> Path``
-    that writes the submission file inside ``directory`` and returns its path.
-    A writer that can tell early whether the test ids will fit (a template,
-    say) may also implement ``check_ids(ids: list[str]) -> None``, raising
-    :class:`torchyard.DataError`; it is called before training starts.
-
-    :param register: call ``register(name, factory, ...)`` once per writer.
-    """
-
-
-@hookspec
-def register_transforms(register: Register) -> None:
-    """Register data-transform factories.
-
-    A transform factory returns a callable applied to one sample's input
-    (a ``torchvision.transforms.v2`` transform, say). Configs list them under
-    ``transforms.train`` and ``transforms.eval``; torchyard composes each list
-    and hands the results to the dataset factory as its ``train_transform``
-    and ``eval_transform`` parameters, when it has them.
-
-    :param register: call ``register(name, factory, ...)`` once per transform.
-    """
+#: Registration hook name for each component kind, in display order.
+REGISTRATION_HOOKS: dict[str, str] = {kind.name: kind.hook for kind in kinds.TABLE}
 
 
 # --------------------------------------------------------------------------

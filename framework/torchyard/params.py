@@ -23,7 +23,7 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, create_model, field_validator
 from pydantic.fields import FieldInfo
 
-__all__ = ["ParamsModel", "derive_params", "params_to_kwargs", "parse_param_docs"]
+__all__ = ["SECTION_ATTRIBUTES", "ParamsModel", "derive_params", "params_to_kwargs", "parse_param_docs"]
 
 
 class ParamsModel(BaseModel):
@@ -56,7 +56,12 @@ def _numbers_only(tp: Any) -> bool:
 
 
 _SCALARS: tuple[type, ...] = (bool, int, float, str, Path, type(None))
-_RESERVED = set(dir(BaseModel))
+
+#: What a config section's class (:class:`torchyard.config.ComponentSpec`)
+#: has besides fields: a parameter so named is renamed (``record_``, aliased
+#: ``record``) like one that clashes with pydantic's own attributes.
+SECTION_ATTRIBUTES = frozenset({"record", "factory_kwargs"})
+_RESERVED = set(dir(BaseModel)) | SECTION_ATTRIBUTES
 
 
 def derive_params(

@@ -21,6 +21,7 @@ from functools import cached_property
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Protocol
 
+from torchyard import kinds
 from torchyard.errors import (
     ConfigError,
     PluginError,
@@ -28,52 +29,25 @@ from torchyard.errors import (
     UnknownComponentError,
     did_you_mean,
 )
-from torchyard.hookspecs import REGISTRATION_HOOKS
+from torchyard.kinds import SCHEDULER_INTERVALS, TARGET_KINDS
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
 
-__all__ = ["KINDS", "ComponentRecord", "Register", "Registry", "normalize_name"]
+__all__ = [
+    "KINDS",
+    "SCHEDULER_INTERVALS",
+    "TARGET_KINDS",
+    "ComponentRecord",
+    "Register",
+    "Registry",
+    "normalize_name",
+]
 
-#: Every component kind, in display order.
-KINDS: tuple[str, ...] = tuple(REGISTRATION_HOOKS)
+#: Every component kind's name, in display order (from :data:`torchyard.kinds.TABLE`).
+KINDS: tuple[str, ...] = kinds.names()
 
 _NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]*$")
-
-#: When each scheduler steps; declared at registration, never guessed from a name.
-SCHEDULER_INTERVALS = ("epoch", "step", "metric")
-
-# Options a registration may pass per kind: option -> (required, validator).
-#: What a loss or metric expects as targets, so generic tests (and the
-#: conformance kit) can feed it the right kind of random input:
-#: ``classes`` -- class indices with (n, C) logits; ``binary`` -- 0/1 floats
-#: with (n,) or (n, 1) logits; ``multilabel`` -- 0/1 floats with (n, C)
-#: logits; ``values`` -- regression targets with (n,) or (n, 1) outputs;
-#: ``ranking`` -- relevance grades with (n, items) scores.
-TARGET_KINDS = ("classes", "binary", "multilabel", "values", "ranking")
-
-
-def _one_of(values: tuple[str, ...]) -> str:
-    return "one of " + ", ".join(repr(v) for v in values)
-
-
-_KIND_OPTIONS: dict[str, dict[str, tuple[bool, Callable[[Any], bool], str]]] = {
-    "scheduler": {
-        "interval": (True, lambda v: v in SCHEDULER_INTERVALS, _one_of(SCHEDULER_INTERVALS)),
-        # parameters that are durations: they accept '10 epochs' / '500 steps'
-        "durations": (
-            False,
-            lambda v: isinstance(v, tuple | list) and all(isinstance(n, str) for n in v),
-            "a tuple of parameter names",
-        ),
-    },
-    "loss": {"targets": (False, lambda v: v in TARGET_KINDS, _one_of(TARGET_KINDS))},
-    "metric": {"targets": (False, lambda v: v in TARGET_KINDS, _one_of(TARGET_KINDS))},
-}
-
-# Factories of these kinds receive a positional first argument (the model's
-# parameter groups, the optimizer) that is not a user-settable parameter.
-_POSITIONAL_FIRST = frozenset({"optimizer", "scheduler"})
 
 
 def normalize_name(name: str) -> str:
@@ -133,7 +107,7 @@ class ComponentRecord:
     @property
     def takes_positional(self) -> bool:
         """Whether the factory's first parameter is supplied by the loop."""
-        return self.kind in _POSITIONAL_FIRST
+        return kinds.get(self.kind).positional_first
 
     @cached_property
     def factory(self) -> Callable[..., Any]:
@@ -388,24 +362,24 @@ class Registry:
 
 
 def _check_options(kind: str, options: Mapping[str, Any], where: str) -> None:
-    allowed = _KIND_OPTIONS.get(kind, {})
-    for option in options:
-        if option not in allowed:
+    allowed = {option.name: option for option in kinds.get(kind).options}
+    for given in options:
+        if given not in allowed:
             raise RegistrationError(
-                f"{where}: unknown option '{option}'"
+                f"{where}: unknown option '{given}'"
                 + (
                     f" (a {kind} takes {', '.join(allowed)})"
                     if allowed
                     else f" (a {kind} takes no options)"
                 )
             )
-    for option, (required, valid, expected) in allowed.items():
-        if option not in options:
-            if required:
-                raise RegistrationError(f"{where}: option '{option}' is required ({expected})")
-        elif not valid(options[option]):
+    for key, option in allowed.items():
+        if key not in options:
+            if option.required:
+                raise RegistrationError(f"{where}: option '{key}' is required ({option.expected})")
+        elif not option.valid(options[key]):
             raise RegistrationError(
-                f"{where}: option '{option}' must be {expected}, got {options[option]!r}"
+                f"{where}: option '{key}' must be {option.expected}, got {options[key]!r}"
             )
 
 

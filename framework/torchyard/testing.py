@@ -24,7 +24,10 @@ registers, by kind:
 - metrics honour update/compute/reset: updates in chunks give what one
   update gives, reset starts over, and ``higher_is_better`` is a bool;
 - writers write the file they return, inside the run directory;
-- transforms are callables that take a uint8 image tensor (or a float one).
+- transforms are callables that take a uint8 image tensor (or a float one);
+- a component of any other kind builds.
+
+Each kind names its check in the table of kinds (:mod:`torchyard.kinds`).
 
 Every failure is collected; one ``AssertionError`` lists them all. The
 built-in components pass this kit too (torchyard's own tests run it).
@@ -35,10 +38,11 @@ from __future__ import annotations
 import math
 import tempfile
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sized
 from pathlib import Path
 from typing import Any
 
+from torchyard import kinds
 from torchyard.errors import TorchyardError
 from torchyard.plugins import PluginHost
 from torchyard.registry import ComponentRecord
@@ -110,7 +114,10 @@ def check_component(record: ComponentRecord, params: Mapping[str, Any] | None = 
     """Check one registered component; raise ``AssertionError`` if it fails."""
     where = f"{record.kind} '{record.name}' ({record.source})"
     try:
-        check = _CHECKS[record.kind]
+        path = kinds.get(record.kind).conformance
+        check: Callable[[ComponentRecord, dict[str, Any]], None] = (
+            kinds.import_object(path) if path else _check_builds
+        )
         check(record, dict(params or {}))
     except AssertionError as e:
         raise AssertionError(f"{where}: {e}") from e
@@ -132,6 +139,11 @@ def _build(record: ComponentRecord, params: dict[str, Any], *args: Any, context:
     return record.build(*args, **kwargs)
 
 
+def _check_builds(record: ComponentRecord, params: dict[str, Any]) -> None:
+    """The check of a kind without its own: the factory gives something."""
+    assert _build(record, params, context=CONTEXT) is not None, "returned None"
+
+
 def _check_model(record: ComponentRecord, params: dict[str, Any]) -> None:
     import torch
 
@@ -148,8 +160,10 @@ def _check_dataset(record: ComponentRecord, params: dict[str, Any]) -> None:
 
     bundle = _build(record, params)
     assert isinstance(bundle, DataBundle), f"returned {type(bundle).__name__}, not a DataBundle"
+    assert isinstance(bundle.train, Sized), "the train split has no len()"
     assert len(bundle.train) > 0, "the train split is empty"
     if bundle.test is not None and bundle.test_ids is not None:
+        assert isinstance(bundle.test, Sized), "the test split has no len()"
         assert len(bundle.test_ids) == len(bundle.test), "test_ids and the test split differ in length"
     first = bundle.train[0]
     assert isinstance(first, tuple | list) and len(first) == 2, "train items are not (input, target)"
@@ -256,16 +270,3 @@ def _check_transform(record: ComponentRecord, params: dict[str, Any]) -> None:
     except (TypeError, ValueError):  # float-only transforms (normalize, noise)
         out = transform(image.float() / 255)
     assert out is not None, "returned None"
-
-
-_CHECKS: dict[str, Callable[[ComponentRecord, dict[str, Any]], None]] = {
-    "transform": _check_transform,
-    "model": _check_model,
-    "dataset": _check_dataset,
-    "loss": _check_loss,
-    "optimizer": _check_optimizer,
-    "scheduler": _check_scheduler,
-    "metric": _check_metric,
-    "writer": _check_writer,
-}
-

@@ -11,33 +11,24 @@ from typing import Annotated, Any
 
 import typer
 
+from torchyard import kinds
 from torchyard.cli._common import JsonOpt, host, user_errors
 from torchyard.errors import ConfigError, did_you_mean
 
-_PLURALS = {
-    "models": "model",
-    "datasets": "dataset",
-    "data": "dataset",
-    "losses": "loss",
-    "optimizers": "optimizer",
-    "schedulers": "scheduler",
-    "metrics": "metric",
-    "writers": "writer",
-}
+_KINDS_TEXT = ", ".join(kinds.names())
 
 
 def kind_argument(value: str) -> str:
-    """Accept ``loss`` or ``losses`` (any case); reject anything else clearly."""
-    from torchyard.registry import KINDS
-
-    kind = value.lower()
-    kind = _PLURALS.get(kind, kind)
-    if kind not in KINDS:
+    """Accept a kind's name, plural or alias (``loss``, ``Losses``, ``data``),
+    in any case; reject anything else clearly."""
+    kind = kinds.from_word(value)
+    if kind is None:
+        names = kinds.names()
         raise ConfigError(
             f"unknown component kind '{value}'"
-            + (did_you_mean(kind, KINDS) or f"; kinds are {', '.join(KINDS)}")
+            + (did_you_mean(value.lower(), names) or f"; kinds are {', '.join(names)}")
         )
-    return kind
+    return kind.name
 
 
 def register(app: typer.Typer) -> None:
@@ -51,7 +42,7 @@ def register(app: typer.Typer) -> None:
 def list_components(
     kind: Annotated[
         str | None,
-        typer.Argument(help="Only this kind: model, dataset, loss, optimizer, scheduler, metric, writer."),
+        typer.Argument(help=f"Only this kind: {_KINDS_TEXT} (or a plural: losses)."),
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -91,7 +82,7 @@ def list_components(
 
 @user_errors
 def show_component(
-    kind: Annotated[str, typer.Argument(help="The component kind, e.g. loss.")],
+    kind: Annotated[str, typer.Argument(help=f"The component kind: {_KINDS_TEXT} (or a plural).")],
     name: Annotated[str, typer.Argument(help="The component name, e.g. cross_entropy.")],
     as_json: JsonOpt = False,
 ) -> None:
