@@ -119,11 +119,11 @@ def cuda_checkpoint_on_cpu(out: Path) -> dict[str, Any]:
     gpu_run = make_run(config(max_epochs=2), out / "gpu")
     gpu_trainer = Trainer(gpu_run)
     gpu_trainer.fit()
-    gpu_outputs = gpu_trainer.predict(gpu_run.loader("test"))
+    gpu_outputs = gpu_trainer.predict(gpu_run.loader("test")).outputs
     payload = load_checkpoint(out / "gpu" / "checkpoints" / "last.pt", map_location="cpu")
     cpu_run = make_run(config(max_epochs=2, device="cpu"), out / "cpu")
     cpu_run.model.load_state_dict(payload["model"])
-    cpu_outputs = Trainer(cpu_run).predict(cpu_run.loader("test"))
+    cpu_outputs = Trainer(cpu_run).predict(cpu_run.loader("test")).outputs
     agree = float((gpu_outputs.argmax(1) == cpu_outputs.argmax(1)).mean())
     assert agree >= 0.99, agree
     return {"argmax_agreement": agree, "max_abs_diff": float(abs(gpu_outputs - cpu_outputs).max())}

@@ -83,7 +83,7 @@ def _evaluate(out: Path, weights: Path, train_one_epoch: bool) -> dict[str, Any]
     trainer = Trainer(run)
     outcome: dict[str, Any] = {"world": distributed.world_size()}
     outcome["metrics"] = trainer.validate(run.loader("val"))
-    outcome["predictions"] = trainer.predict(run.loader("test"))
+    outcome["predictions"] = trainer.predict(run.loader("test")).outputs
     if train_one_epoch:
         trainer.fit()
         # parameters only: BatchNorm running statistics are each process's own, as in DDP

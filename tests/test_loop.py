@@ -104,7 +104,8 @@ def test_models_are_in_train_mode_for_training_and_eval_for_the_rest(
     digits_config["model"] = {"name": "spy"}
     digits_config["trainer"]["max_epochs"] = 1
     run = make_run(digits_config, builtin_host, tmp_path)
-    assert set(seen) == {(False, False, False)}  # build_run's probe: one batch, eval, no grad
+    # build_run's probe: one batch through the one inference path (eval, inference mode)
+    assert set(seen) == {(False, True, False)}
     seen.clear()
     trainer = Trainer(run)
     trainer.fit()

@@ -18,7 +18,7 @@ from torchyard.optim import (
     preview_schedule,
 )
 from torchyard.plugins import PluginHost
-from torchyard.run import Run, build_run, steps_per_epoch
+from torchyard.run import Run, build_run, scale_group_lrs, steps_per_epoch
 
 from .conftest import EXAMPLES
 
@@ -33,16 +33,20 @@ class Net(torch.nn.Module):
 def test_groups_by_prefix_with_scaled_lr() -> None:
     net = Net()
     groups = build_param_groups(
-        net, [ParamGroupConfig(prefix="backbone", lr_scale=0.1)], base_lr=1.0, no_decay_on_bias_and_norm=False
+        net, [ParamGroupConfig(prefix="backbone", lr_scale=0.1)], no_decay_on_bias_and_norm=False
     )
     assert len(groups) == 2
     backbone, head = groups
-    assert backbone["lr"] == pytest.approx(0.1) and len(backbone["params"]) == 4
+    assert backbone["lr_scale"] == pytest.approx(0.1) and len(backbone["params"]) == 4
     assert "lr" not in head and len(head["params"]) == 2
+    # the scale applies to the optimizer's own lr, once it is built
+    optimizer = scale_group_lrs(torch.optim.SGD(groups, lr=0.5))
+    assert [g["lr"] for g in optimizer.param_groups] == [pytest.approx(0.05), 0.5]
+    assert all("lr_scale" not in g for g in optimizer.param_groups)
 
 
 def test_no_weight_decay_on_bias_and_norm() -> None:
-    groups = build_param_groups(Net(), [], base_lr=1.0, no_decay_on_bias_and_norm=True)
+    groups = build_param_groups(Net(), [], no_decay_on_bias_and_norm=True)
     decayed = [g for g in groups if "weight_decay" not in g]
     undecayed = [g for g in groups if g.get("weight_decay") == 0.0]
     assert [p.ndim for g in decayed for p in g["params"]] == [2, 2]  # the two Linear weights
@@ -54,7 +58,7 @@ def test_freeze_and_explicit_lr() -> None:
     groups = build_param_groups(
         net,
         [ParamGroupConfig(prefix="backbone", freeze=True), ParamGroupConfig(prefix="head", lr=0.5, weight_decay=0.0)],
-        base_lr=1.0,
+
         no_decay_on_bias_and_norm=False,
     )
     assert len(groups) == 1 and groups[0]["lr"] == 0.5 and groups[0]["weight_decay"] == 0.0
@@ -63,7 +67,7 @@ def test_freeze_and_explicit_lr() -> None:
 
 def test_prefix_must_match_something() -> None:
     with pytest.raises(ConfigError, match=r"param_groups.0.prefix: 'backbon' matches no parameter; did you mean 'backbone'"):
-        build_param_groups(Net(), [ParamGroupConfig(prefix="backbon")], base_lr=1.0, no_decay_on_bias_and_norm=False)
+        build_param_groups(Net(), [ParamGroupConfig(prefix="backbon")], no_decay_on_bias_and_norm=False)
 
 
 def test_everything_frozen_is_an_error() -> None:
@@ -71,7 +75,7 @@ def test_everything_frozen_is_an_error() -> None:
         build_param_groups(
             Net(),
             [ParamGroupConfig(prefix="backbone", freeze=True), ParamGroupConfig(prefix="head", freeze=True)],
-            base_lr=1.0,
+
             no_decay_on_bias_and_norm=False,
         )
 

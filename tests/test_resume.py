@@ -24,7 +24,7 @@ from torchyard.checkpoint import load_checkpoint
 from torchyard.config import validate_config
 from torchyard.console import Reporter
 from torchyard.errors import ConfigError, TrainingError
-from torchyard.loop import FitResult, Trainer, TrainingInterrupted, _EpochSums
+from torchyard.loop import FitResult, Trainer, TrainingInterrupted, _Progress
 from torchyard.plugins import PluginHost
 from torchyard.resume import (
     ResumableSampler,
@@ -402,7 +402,7 @@ def test_a_part_way_checkpoint_needs_the_same_number_of_processes(
     digits_config["trainer"]["max_epochs"] = 1
     run = _run(digits_config, builtin_host, tmp_path)
     trainer = Trainer(run)
-    state = trainer._state(1, epoch_done=False, batches=2, sums=_EpochSums(), result=FitResult(), patience_left=None)
+    state = trainer._state(1, epoch_done=False, batches=2, progress=_Progress(FitResult(), None))
     torch.save({"format": "torchyard-checkpoint", "version": 2, **state}, tmp_path / "part.pt")
     payload = load_checkpoint(tmp_path / "part.pt")
     payload["progress"]["world_size"] = 2  # as if written under torchrun with 2 processes

@@ -82,25 +82,43 @@ class DataBundle:
 
 @dataclass
 class Predictions:
-    """Model outputs on the test split, ready for a submission writer."""
+    """Model outputs on the test split, ready for a submission writer.
+
+    ``outputs`` holds what :attr:`kind` says: the model's raw ``logits``
+    (one column per class, or one binary logit), class ``probabilities``
+    (when test-time augmentation, checkpoints or folds were averaged), or
+    regression ``values``. Writers should read :attr:`probabilities`,
+    :attr:`labels` or :meth:`label_names`, which are right for every kind.
+    """
 
     ids: list[Any]
-    #: Raw model outputs, shape ``(n, num_outputs)``.
+    #: Shape ``(n, k)``; see :attr:`kind`.
     outputs: np.ndarray
     task: Literal["classification", "regression"] = "classification"
     class_names: Sequence[str] | None = None
+    kind: Literal["logits", "probabilities", "values"] = "logits"
+
+    def __post_init__(self) -> None:
+        if self.task == "regression" and self.kind != "values":
+            self.kind = "values"
 
     @property
     def single_logit(self) -> bool:
         """A binary classifier with one output per sample (a logit)."""
-        return self.task == "classification" and self.outputs.reshape(len(self.outputs), -1).shape[1] == 1
+        return self.kind == "logits" and self.outputs.reshape(len(self.outputs), -1).shape[1] == 1
 
     @property
     def probabilities(self) -> np.ndarray:
-        """Class probabilities, ``(n, classes)``: softmax of the outputs, or
-        ``[1 - sigmoid, sigmoid]`` for a single binary logit."""
-        import numpy as np
+        """Class probabilities, ``(n, classes)``: softmax of logits, or
+        ``[1 - sigmoid, sigmoid]`` for a single binary logit; averaged
+        probabilities as they are.
 
+        :raises ValueError: regression values have no class probabilities.
+        """
+        if self.kind == "values":
+            raise ValueError("regression values have no class probabilities")
+        if self.kind == "probabilities":
+            return self.outputs
         if self.single_logit:
             p = 1.0 / (1.0 + np.exp(-self.outputs.reshape(-1)))
             return np.stack([1.0 - p, p], axis=1)
@@ -113,15 +131,15 @@ class Predictions:
         """Predicted class indices (a single logit: 1 when positive), or the
         regression values."""
         flat = self.outputs.reshape(len(self.outputs), -1)
-        if self.task == "regression":
+        if self.kind == "values":
             return flat[:, 0]
         if self.single_logit:
             return (flat[:, 0] > 0).astype(np.int64)
-        return self.outputs.argmax(axis=1)
+        return np.asarray(flat.argmax(axis=1))
 
     def label_names(self) -> list[Any]:
         """Predicted class names when known, else class indices."""
         labels = self.labels.tolist()
-        if self.class_names is None or self.task == "regression":
+        if self.class_names is None or self.kind == "values":
             return labels
         return [self.class_names[i] for i in labels]

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
+from torch.utils.data import DataLoader
 
 from torchyard import distributed
 from torchyard.checkpoint import load_checkpoint, load_model_weights, pack, save_checkpoint
@@ -29,10 +29,11 @@ from torchyard.config import jsonable_config
 from torchyard.console import Reporter
 from torchyard.errors import TrainingError
 from torchyard.files import atomic_link, atomic_write
+from torchyard.inference import OutputKind, Outputs, Scorer, collect, forward, output_kind
 from torchyard.resume import ResumableSampler, capture_rng, require_resume_state, restore_rng
 from torchyard.run import Run
 
-__all__ = ["FitResult", "Trainer", "TrainingInterrupted", "probabilities_of", "write_metrics_csv"]
+__all__ = ["FitResult", "Trainer", "TrainingInterrupted", "write_metrics_csv"]
 
 
 @dataclass
@@ -54,11 +55,26 @@ class _EpochSums:
     skipped: int = 0
 
 
+@dataclass
+class _Progress:
+    """Where :meth:`Trainer.fit` stands: the result so far, early stopping's
+    patience, and where the next epoch starts (part-way when resumed)."""
+
+    result: FitResult
+    patience_left: int | None
+    first_epoch: int = 1
+    #: batches of ``first_epoch`` already done, and what they summed to
+    done: int = 0
+    sums: _EpochSums = field(default_factory=_EpochSums)
+
+
 class TrainingInterrupted(Exception):
     """SIGINT or SIGTERM stopped training; a resumable checkpoint was written."""
 
-    def __init__(self, signum: int, checkpoint: Path | None, epoch: int, step: int) -> None:
+    def __init__(self, signum: int, checkpoint: Path | None, epoch: int, step: int, world: int = 1) -> None:
         self.signum, self.checkpoint, self.epoch, self.step = signum, checkpoint, epoch, step
+        #: how many processes trained (a resume is launched the same way)
+        self.world = world
         super().__init__(f"interrupted at epoch {epoch}, optimizer step {step}")
 
     @property
@@ -91,6 +107,9 @@ class Trainer:
         self._stop_seen = False
         self._epoch_generator_state: torch.Tensor | None = None
         self._train_generator = torch.Generator()
+        #: what the model outputs (logits of classes, or regression values)
+        self.output_kind: OutputKind = output_kind(run.data.task)
+        self._scorer = Scorer(run.loss_fn, run.metrics, run.device)
 
     @functools.cached_property
     def _config_json(self) -> dict[str, Any]:
@@ -106,200 +125,216 @@ class Trainer:
         :raises TrainingInterrupted: on SIGINT/SIGTERM, after writing a
             resumable ``last.pt``.
         """
-        run, trainer = self.run, self.run.trainer
+        run = self.run
         train_loader = run.loader("train")
         val_loader = run.loader("val")
         assert train_loader is not None  # build_run checked the data
-        sampler: ResumableSampler = train_loader.sampler
-        generator: torch.Generator = train_loader.generator
-        self._train_generator = generator
-        ckpt_dir = run.out_dir / "checkpoints"
-        result = FitResult(last_path=ckpt_dir / "last.pt")
-        patience_left = trainer.early_stopping.patience if trainer.early_stopping else None
-        first_epoch, done, sums = 1, 0, _EpochSums()
-        if resume is not None:
-            first_epoch, done, sums, patience_left = self._restore(resume, result, generator)
-            result.best_path = ckpt_dir / "best.pt" if result.best_epoch is not None else None
-            # process 0 holds the files; every process must agree on the best so far
-            missing = self._main and result.best_path is not None and not result.best_path.is_file()
-            if distributed.broadcast_object(missing):
-                self.reporter.warn(
-                    f"{result.best_path} is missing: the best epoch so far ({result.best_epoch}) "
-                    "cannot be reloaded; best.pt will hold the best epoch from here on"
-                )
-                result.best_value = result.best_epoch = result.best_path = None
-            if patience_left is not None and patience_left <= 0:
-                result.stopped_early = True  # the checkpoint's run had stopped early
-                first_epoch = trainer.max_epochs + 1
+        progress = self._start(train_loader, resume)
         run.host.call("on_run_start", run=run)
         try:
             with _stop_requests(self._stop):
-                for epoch in range(first_epoch, trainer.max_epochs + 1):
-                    started = time.perf_counter()
-                    # the epoch's order is drawn from this state; a checkpoint
-                    # taken part-way keeps it, to draw the same order again
-                    self._epoch_generator_state = generator.get_state()
-                    sampler.set_epoch(epoch)
-                    sampler.skip = done * (train_loader.batch_size or 1)
-                    sums = self._train_epoch(epoch, train_loader, done, sums, result)
-                    done = 0
-                    train_loss = sums.loss_sum / max(sums.samples, 1)
-                    row: dict[str, Any] = {
-                        "epoch": epoch,
-                        "step": self.global_step,
-                        "train/loss": train_loss,
-                    }
-                    if trainer.on_nonfinite_loss == "skip":
-                        row["train/skipped_batches"] = sums.skipped
-                    if val_loader is not None:
-                        val = self.validate(val_loader)
-                        row.update(val)
-                        run.host.call("on_validation_end", run=run, epoch=epoch, metrics=val)
-                    row["lr"] = float(run.optimizer.param_groups[0]["lr"])
-                    value = row[run.monitor]
-                    if run.scheduler is not None:
-                        run.scheduler.after_epoch(value)
-                    row["time_s"] = time.perf_counter() - started
-                    result.rows.append(row)
-                    improved = _finite(value) and (
-                        result.best_value is None
-                        or _better(value, result.best_value, run.mode, 0.0)
-                    )
-                    if patience_left is not None and trainer.early_stopping is not None:
-                        significant = _finite(value) and (
-                            result.best_value is None
-                            or _better(
-                                value, result.best_value, run.mode, trainer.early_stopping.min_delta
-                            )
-                        )
-                        patience_left = (
-                            trainer.early_stopping.patience if significant else patience_left - 1
-                        )
-                    if improved:
-                        result.best_value, result.best_epoch = float(value), epoch
-                        result.best_path = ckpt_dir / "best.pt"
-                    if sums.skipped:
-                        self.reporter.warn(
-                            f"epoch {epoch}: skipped {sums.skipped} batch(es) with a non-finite loss"
-                        )
-                    sums = _EpochSums()
-                    # written here, not on a thread: pickling holds the GIL, and
-                    # overlapped with training it cost more than it took
-                    # (docs/benchmarks.md)
-                    state = self._state(
-                        epoch,
-                        epoch_done=True,
-                        batches=0,
-                        sums=sums,
-                        result=result,
-                        patience_left=patience_left,
-                    )
-                    if self._main:
-                        _write_checkpoints(state, ckpt_dir, improved)
-                        write_metrics_csv(run.out_dir / "metrics.csv", result.rows)
-                    self.reporter.stop()
-                    self.reporter.epoch_line(epoch, trainer.max_epochs, row, improved, run.monitor)
-                    run.host.call("on_epoch_end", run=run, epoch=epoch, metrics=dict(row))
+                for epoch in range(progress.first_epoch, run.trainer.max_epochs + 1):
+                    row = self._run_epoch(epoch, train_loader, val_loader, progress)
+                    improved = self._track_best(row, progress)
+                    self._end_epoch(epoch, row, improved, progress)
                     if self._stop_agreed(reduce=True):
-                        raise self._interrupted(result, epoch)
-                    if patience_left is not None and patience_left <= 0:
-                        result.stopped_early = True
-                        self.reporter.info(
-                            f"early stopping: {run.monitor} has not improved for "
-                            f"{trainer.early_stopping.patience} epochs"
-                        )
+                        raise self._interrupted(progress.result, epoch)
+                    if self._stops_early(progress):
                         break
         finally:
             self.reporter.stop()
-        return result
+        return progress.result
 
-    def _train_epoch(
-        self, epoch: int, loader: Any, first: int, sums: _EpochSums, result: FitResult
-    ) -> _EpochSums:
-        """Train one epoch from batch ``first`` on (0 unless resumed part-way)."""
+    def _start(self, train_loader: DataLoader[Any], resume: dict[str, Any] | None) -> _Progress:
+        """Where training starts: epoch 1, or where checkpoint ``resume`` left off."""
+        trainer = self.run.trainer
+        self._train_generator = train_loader.generator or torch.Generator()
+        ckpt_dir = self.run.out_dir / "checkpoints"
+        progress = _Progress(
+            FitResult(last_path=ckpt_dir / "last.pt"),
+            trainer.early_stopping.patience if trainer.early_stopping else None,
+        )
+        if resume is None:
+            return progress
+        self._restore(resume, progress)
+        result = progress.result
+        result.best_path = ckpt_dir / "best.pt" if result.best_epoch is not None else None
+        # process 0 holds the files; every process must agree on the best so far
+        missing = self._main and result.best_path is not None and not result.best_path.is_file()
+        if distributed.broadcast_object(missing):
+            self.reporter.warn(
+                f"{result.best_path} is missing: the best epoch so far ({result.best_epoch}) "
+                "cannot be reloaded; best.pt will hold the best epoch from here on"
+            )
+            result.best_value = result.best_epoch = result.best_path = None
+        if progress.patience_left is not None and progress.patience_left <= 0:
+            result.stopped_early = True  # the checkpoint's run had stopped early
+            progress.first_epoch = trainer.max_epochs + 1
+        return progress
+
+    def _run_epoch(
+        self, epoch: int, train_loader: DataLoader[Any], val_loader: DataLoader[Any] | None, progress: _Progress
+    ) -> dict[str, Any]:
+        """Train one epoch (from where a resumed run stopped), validate, step
+        the epoch-wise schedule; returns the epoch's row of ``metrics.csv``."""
+        run = self.run
+        started = time.perf_counter()
+        # the epoch's order is drawn from this state; a checkpoint taken
+        # part-way keeps it, to draw the same order again
+        self._epoch_generator_state = self._train_generator.get_state()
+        sampler = train_loader.sampler
+        assert isinstance(sampler, ResumableSampler)
+        sampler.set_epoch(epoch)
+        sampler.skip = progress.done * (train_loader.batch_size or 1)
+        sums = self._train_epoch(epoch, train_loader, progress)
+        progress.done = 0
+        row: dict[str, Any] = {
+            "epoch": epoch,
+            "step": self.global_step,
+            "train/loss": sums.loss_sum / max(sums.samples, 1),
+        }
+        if run.trainer.on_nonfinite_loss == "skip":
+            row["train/skipped_batches"] = sums.skipped
+        if sums.skipped:
+            self.reporter.warn(f"epoch {epoch}: skipped {sums.skipped} batch(es) with a non-finite loss")
+        if val_loader is not None:
+            val = self.validate(val_loader)
+            row.update(val)
+            run.host.call("on_validation_end", run=run, epoch=epoch, metrics=val)
+        assert run.optimizer is not None
+        row["lr"] = float(run.optimizer.param_groups[0]["lr"])
+        if run.scheduler is not None:
+            run.scheduler.after_epoch(row[run.monitor])
+        row["time_s"] = time.perf_counter() - started
+        progress.result.rows.append(row)
+        progress.sums = _EpochSums()
+        return row
+
+    def _track_best(self, row: dict[str, Any], progress: _Progress) -> bool:
+        """Update the best value and early stopping's patience; whether the
+        epoch improved on the best."""
+        run, result = self.run, progress.result
+        value = row[run.monitor]
+        improved = _finite(value) and (
+            result.best_value is None or _better(value, result.best_value, run.mode, 0.0)
+        )
+        stopping = run.trainer.early_stopping
+        if progress.patience_left is not None and stopping is not None:
+            significant = _finite(value) and (
+                result.best_value is None
+                or _better(value, result.best_value, run.mode, stopping.min_delta)
+            )
+            progress.patience_left = stopping.patience if significant else progress.patience_left - 1
+        if improved:
+            result.best_value, result.best_epoch = float(value), int(row["epoch"])
+            result.best_path = self.run.out_dir / "checkpoints" / "best.pt"
+        return improved
+
+    def _end_epoch(self, epoch: int, row: dict[str, Any], improved: bool, progress: _Progress) -> None:
+        """Checkpoints and ``metrics.csv`` (process 0), the epoch's line, the hook."""
+        run = self.run
+        # written here, not on a thread: pickling holds the GIL, and overlapped
+        # with training it cost more than it took (docs/benchmarks.md)
+        state = self._state(epoch, epoch_done=True, batches=0, progress=progress)
+        if self._main:
+            _write_checkpoints(state, run.out_dir / "checkpoints", improved)
+            write_metrics_csv(run.out_dir / "metrics.csv", progress.result.rows)
+        self.reporter.stop()
+        self.reporter.epoch_line(epoch, run.trainer.max_epochs, row, improved, run.monitor)
+        run.host.call("on_epoch_end", run=run, epoch=epoch, metrics=dict(row))
+
+    def _stops_early(self, progress: _Progress) -> bool:
+        stopping = self.run.trainer.early_stopping
+        if progress.patience_left is None or progress.patience_left > 0 or stopping is None:
+            return False
+        progress.result.stopped_early = True
+        self.reporter.info(
+            f"early stopping: {self.run.monitor} has not improved for {stopping.patience} epochs"
+        )
+        return True
+
+    def _train_epoch(self, epoch: int, loader: DataLoader[Any], progress: _Progress) -> _EpochSums:
+        """Train one epoch from batch ``progress.done`` on (0 unless resumed part-way)."""
         run, trainer = self.run, self.run.trainer
-        model, optimizer, loss_fn = self.train_model, run.optimizer, run.loss_fn
-        assert optimizer is not None
-        accumulate = trainer.accumulate_grad_batches
-        log_every = trainer.log_every_n_steps
-        every = trainer.checkpoint_every_n_steps
-        skip_nonfinite = trainer.on_nonfinite_loss == "skip"
-        # DDP's no_sync for the micro-batches of an accumulation window
-        no_sync: Any = getattr(self.train_model, "no_sync", None) if self.train_model is not run.model else None
-        schedule = run.scheduler
+        assert run.optimizer is not None
+        sums, first = progress.sums, progress.done
+        accumulate, log_every = trainer.accumulate_grad_batches, trainer.log_every_n_steps
         total = len(loader)
         if trainer.limit_train_batches is not None:
             total = min(total, trainer.limit_train_batches)
         self.reporter.start_epoch(epoch, trainer.max_epochs, total - first)
-
-        model.train()
-        optimizer.zero_grad(set_to_none=True)
-        window_samples = 0
-        window_start = time.perf_counter()
+        self.train_model.train()
+        run.optimizer.zero_grad(set_to_none=True)
+        window_samples, window_start = 0, time.perf_counter()
         for index, batch in enumerate(loader, start=first):
             if index >= total:
                 break
-            inputs, targets = self._to_device(batch)
             boundary = (index + 1) % accumulate == 0 or index + 1 == total
-            # forward and backward of a micro-batch inside an accumulation
-            # window skip DDP's gradient all-reduce (no_sync)
-            with _NULL if boundary or no_sync is None else no_sync():
-                with run.precision.autocast():
-                    outputs = model(inputs)
-                    loss = loss_fn(outputs, targets)
-                value = self._loss_value(loss)
-                finite = math.isfinite(value)
-                if finite:
-                    scaled = loss / accumulate if accumulate > 1 else loss
-                    if self.scaler is not None:
-                        self.scaler.scale(scaled).backward()
-                    else:
-                        scaled.backward()
-                elif skip_nonfinite:
-                    sums.skipped += 1
-                else:
-                    raise TrainingError(
-                        f"loss is {value} at epoch {epoch}, batch {index + 1} (optimizer step "
-                        f"{self.global_step}); training stopped, the last good checkpoint is kept"
-                    )
+            value, n = self._train_step(epoch, index, batch, boundary, sums)
             if boundary:
-                self._optimizer_step(epoch, index, skip_nonfinite, sums)
-                if schedule is not None:
-                    schedule.after_optimizer_step()
-            n = len(targets)
-            if finite:
-                sums.loss_sum += value * n
-                sums.samples += n
+                self._optimizer_step(epoch, index, trainer.on_nonfinite_loss == "skip", sums)
+                if run.scheduler is not None:
+                    run.scheduler.after_optimizer_step()
             window_samples += n
             if (index + 1) % log_every == 0 or index + 1 == total:
                 now = time.perf_counter()
-                self.reporter.advance(
-                    log_every if (index + 1) % log_every == 0 else (index + 1) % log_every,
-                    value,
-                    window_samples / max(now - window_start, 1e-9),
-                )
+                batches = log_every if (index + 1) % log_every == 0 else (index + 1) % log_every
+                self.reporter.advance(batches, value, window_samples / max(now - window_start, 1e-9))
                 window_start, window_samples = now, 0
             if boundary and index + 1 < total:
-                stopping = self._stop_agreed(reduce=False)
-                if stopping or (every is not None and self.global_step % every == 0):
-                    state = self._state(
-                        epoch,
-                        epoch_done=False,
-                        batches=index + 1,
-                        sums=sums,
-                        result=result,
-                        patience_left=None,
-                    )
-                    if self._main:
-                        _write_checkpoints(state, result.last_path.parent, False)  # type: ignore[union-attr]
-                    if stopping:
-                        raise self._interrupted(result, epoch)
+                self._within_epoch_checkpoint(epoch, index + 1, progress)
         return sums
+
+    def _train_step(
+        self, epoch: int, index: int, batch: Any, boundary: bool, sums: _EpochSums
+    ) -> tuple[float, int]:
+        """Forward and backward of one batch; returns its loss and size."""
+        run = self.run
+        inputs, targets = self._to_device(batch)
+        accumulate = run.trainer.accumulate_grad_batches
+        # the micro-batches inside an accumulation window skip DDP's gradient
+        # all-reduce (no_sync)
+        no_sync: Any = getattr(self.train_model, "no_sync", None) if self.train_model is not run.model else None
+        with _NULL if boundary or no_sync is None else no_sync():
+            with run.precision.autocast():
+                outputs = self.train_model(inputs)
+                loss = run.loss_fn(outputs, targets)
+            value = self._loss_value(loss)
+            if math.isfinite(value):
+                scaled = loss / accumulate if accumulate > 1 else loss
+                (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
+            elif run.trainer.on_nonfinite_loss == "skip":
+                sums.skipped += 1
+            else:
+                raise TrainingError(
+                    f"loss is {value} at epoch {epoch}, batch {index + 1} (optimizer step "
+                    f"{self.global_step}); training stopped, the last good checkpoint is kept"
+                )
+        n = len(targets)
+        if math.isfinite(value):
+            sums.loss_sum += value * n
+            sums.samples += n
+        return value, n
+
+    def _within_epoch_checkpoint(self, epoch: int, batches: int, progress: _Progress) -> None:
+        """After an optimizer step inside an epoch: a resumable ``last.pt`` every
+        ``checkpoint_every_n_steps`` steps, or when a stop was requested (then stop)."""
+        every = self.run.trainer.checkpoint_every_n_steps
+        stopping = self._stop_agreed(reduce=False)
+        if not (stopping or (every is not None and self.global_step % every == 0)):
+            return
+        state = self._state(epoch, epoch_done=False, batches=batches, progress=progress)
+        if self._main:
+            _write_checkpoints(state, self.run.out_dir / "checkpoints", False)
+        if stopping:
+            raise self._interrupted(progress.result, epoch)
 
     def _interrupted(self, result: FitResult, epoch: int) -> TrainingInterrupted:
         """What fit() raises once a stop request has written its checkpoint
         (under torch.distributed, a process that saw no signal stops as SIGINT)."""
-        return TrainingInterrupted(self._stop.signum or signal.SIGINT, result.last_path, epoch, self.global_step)
+        return TrainingInterrupted(
+            self._stop.signum or signal.SIGINT, result.last_path, epoch, self.global_step, self._world
+        )
 
     def _loss_value(self, loss: torch.Tensor) -> float:
         """The batch's loss as a number; under torch.distributed, the mean over
@@ -404,61 +439,32 @@ class Trainer:
         """Validation loss and every metric, over the whole loader (under
         torch.distributed: over every process's share)."""
         run = self.run
-        run.model.eval()
-        for metric in run.metrics.values():
-            metric.reset()
-        loss_total = torch.zeros((), device=run.device)
-        count = 0
-        with torch.inference_mode():
-            for batch in loader:
-                inputs, targets = self._to_device(batch)
-                with run.precision.autocast():
-                    outputs = run.model(inputs)
-                    loss = run.loss_fn(outputs, targets)
-                outputs = outputs.float()
-                loss_total += loss.float() * len(targets)
-                count += len(targets)
-                for metric in run.metrics.values():
-                    metric.update(outputs, targets)
-        if self._world > 1:  # sum and count over every process, in one call
-            totals = torch.stack([loss_total.double(), torch.tensor(float(count), device=run.device).double()])
-            total, samples = distributed.all_reduce_sum(totals).tolist()
-        else:
-            total, samples = loss_total.item(), count
-        values = {"val/loss": total / max(samples, 1)}
-        for key, metric in run.metrics.items():
-            metric.sync()
-            values[f"val/{key}"] = float(metric.compute())
-        return values
+        self._scorer.reset()
+        for outputs, targets, _ in forward(
+            run.model, loader, device=run.device, precision=run.precision, kind=self.output_kind
+        ):
+            assert targets is not None  # a validation split is labelled
+            self._scorer.update(outputs, targets)
+        return self._scorer.compute()
 
-    def predict(self, loader: Any, views: list[Any] | None = None) -> np.ndarray:
+    def predict(self, loader: Any, views: list[Any] | None = None, *, targets: bool = False) -> Outputs:
         """Model outputs for every sample of ``loader``, in order (under
         torch.distributed: every process's share, gathered on every process).
 
         With test-time augmentation ``views`` (callables applied to the input
-        batch), the class probabilities of the plain batch and of every view
-        are averaged, and their logarithm is returned (softmax of it gives
-        the averaged probabilities back).
+        batch), the outputs of the plain batch and of every view are averaged
+        (class outputs as probabilities; see :mod:`torchyard.inference`).
         """
         run = self.run
-        run.model.eval()
-        chunks: list[torch.Tensor] = []
-        with torch.inference_mode():
-            for batch in loader:
-                inputs = batch[0] if isinstance(batch, list | tuple) else batch
-                inputs = inputs.to(run.device, non_blocking=self._non_blocking)
-                with run.precision.autocast():
-                    outputs = run.model(inputs).float()
-                    if views:
-                        probabilities = [probabilities_of(outputs)]
-                        probabilities += [
-                            probabilities_of(run.model(view(inputs)).float()) for view in views
-                        ]
-                        outputs = torch.stack(probabilities).mean(0).clamp_min(1e-12).log()
-                chunks.append(outputs.float().cpu())
-        out = torch.cat(chunks) if chunks else torch.zeros((0, 0))
-        array = (out.unsqueeze(1) if out.ndim == 1 else out).numpy()
-        return distributed.gather_in_order(array)
+        return collect(
+            run.model,
+            loader,
+            device=run.device,
+            precision=run.precision,
+            kind=self.output_kind,
+            views=views or (),
+            targets=targets,
+        )
 
     # -- helpers ---------------------------------------------------------------
 
@@ -467,18 +473,9 @@ class Trainer:
         device, nb = self.run.device, self._non_blocking
         return inputs.to(device, non_blocking=nb), targets.to(device, non_blocking=nb)
 
-    def _state(
-        self,
-        epoch: int,
-        *,
-        epoch_done: bool,
-        batches: int,
-        sums: _EpochSums,
-        result: FitResult,
-        patience_left: int | None,
-    ) -> dict[str, Any]:
+    def _state(self, epoch: int, *, epoch_done: bool, batches: int, progress: _Progress) -> dict[str, Any]:
         """A checkpoint of this moment, to serialize before training goes on."""
-        run = self.run
+        run, result, sums = self.run, progress.result, progress.sums
         rng = distributed.all_gather_objects(capture_rng())  # one per process
         # the state to draw the next epoch's order from (a finished epoch), or
         # this epoch's again (part-way: its remaining batches are skipped to)
@@ -501,7 +498,7 @@ class Trainer:
                 "skipped": sums.skipped,
                 "rows": [dict(r) for r in result.rows],
                 "best_epoch": result.best_epoch,
-                "patience_left": patience_left,
+                "patience_left": progress.patience_left,
                 "world_size": self._world,
             },
             "rng": rng,
@@ -512,50 +509,45 @@ class Trainer:
             },
         }
         # the model as a plain state_dict, the resume state packed (see torchyard.checkpoint)
-        state["packed"] = ["optimizer", "scheduler", "scaler", "rng", "loader_generator"]
-        for key in state["packed"]:
+        packed = ["optimizer", "scheduler", "scaler", "rng", "loader_generator"]
+        state["packed"] = packed
+        for key in packed:
             state[key] = pack(state[key])
         return state
 
-    def _restore(
-        self, payload: dict[str, Any], result: FitResult, generator: torch.Generator
-    ) -> tuple[int, int, _EpochSums, int | None]:
-        """Put the run back where checkpoint ``payload`` left it; returns the
-        epoch to run next, its batches already done, its sums and the
-        early-stopping patience left."""
+    def _restore(self, payload: dict[str, Any], progress: _Progress) -> None:
+        """Put the run back where checkpoint ``payload`` left it: weights,
+        optimizer, schedule, scaler, RNGs, the loader's order and ``progress``."""
         from torchyard.errors import ConfigError
 
         run = self.run
         require_resume_state(payload, "--resume")
-        progress = payload["progress"]
-        run.model.load_state_dict(payload["model"])
-        if run.optimizer is not None and payload.get("optimizer") is not None:
-            run.optimizer.load_state_dict(payload["optimizer"])
-        if run.scheduler is not None and payload.get("scheduler") is not None:
-            run.scheduler.load_state_dict(payload["scheduler"])
-        if self.scaler is not None and payload.get("scaler") is not None:
-            self.scaler.load_state_dict(payload["scaler"])
-        self.global_step = int(payload["global_step"])
-        result.rows = [dict(r) for r in progress["rows"]]
-        result.best_value = payload.get("best_value")
-        result.best_epoch = progress.get("best_epoch")
-        rng = payload["rng"]
-        rank = distributed.rank()
-        if progress["world_size"] != self._world and not progress["epoch_done"]:
+        saved = payload["progress"]
+        if saved["world_size"] != self._world and not saved["epoch_done"]:
             raise ConfigError(
                 f"--resume: the checkpoint was written part-way through an epoch by "
-                f"{progress['world_size']} process(es); resume it with the same number of processes"
+                f"{saved['world_size']} process(es); resume it with the same number of processes"
             )
+        run.model.load_state_dict(payload["model"])
+        for target, key in ((run.optimizer, "optimizer"), (run.scheduler, "scheduler"), (self.scaler, "scaler")):
+            if target is not None and payload.get(key) is not None:
+                target.load_state_dict(payload[key])
+        self.global_step = int(payload["global_step"])
+        result = progress.result
+        result.rows = [dict(r) for r in saved["rows"]]
+        result.best_value = payload.get("best_value")
+        result.best_epoch = saved.get("best_epoch")
+        rng, rank = payload["rng"], distributed.rank()
         restore_rng(rng[rank] if rank < len(rng) else rng[0])
         if payload.get("loader_generator") is not None:
-            generator.set_state(payload["loader_generator"].clone())  # its own storage (see restore_rng)
-        if progress["epoch_done"]:
-            return int(progress["epoch"]) + 1, 0, _EpochSums(), progress["patience_left"]
-        sums = _EpochSums(
-            float(progress["loss_sum"]), int(progress["samples"]), int(progress["skipped"])
-        )
-        patience = progress["patience_left"]
-        return int(progress["epoch"]), int(progress["batches"]), sums, patience
+            # its own storage (see restore_rng)
+            self._train_generator.set_state(payload["loader_generator"].clone())
+        progress.patience_left = saved["patience_left"]
+        if saved["epoch_done"]:
+            progress.first_epoch = int(saved["epoch"]) + 1
+            return
+        progress.first_epoch, progress.done = int(saved["epoch"]), int(saved["batches"])
+        progress.sums = _EpochSums(float(saved["loss_sum"]), int(saved["samples"]), int(saved["skipped"]))
 
 
 class _StopRequest:
@@ -622,12 +614,3 @@ def _finite(value: Any) -> bool:
 
 def _better(value: float, best: float, mode: str, min_delta: float) -> bool:
     return value < best - min_delta if mode == "min" else value > best + min_delta
-
-
-def probabilities_of(outputs: torch.Tensor) -> torch.Tensor:
-    """Class probabilities of a batch of outputs: softmax, or for one binary
-    logit ``[1 - sigmoid, sigmoid]``."""
-    if outputs.ndim == 1 or outputs.shape[-1] == 1:
-        p = torch.sigmoid(outputs.reshape(-1))
-        return torch.stack([1 - p, p], dim=-1)
-    return torch.softmax(outputs, dim=-1)

@@ -152,7 +152,6 @@ def build_param_groups(
     model: Any,
     groups: list[ParamGroupConfig],
     *,
-    base_lr: float | None,
     no_decay_on_bias_and_norm: bool,
 ) -> list[dict[str, Any]]:
     """Torch parameter groups for ``model``.
@@ -161,7 +160,9 @@ def build_param_groups(
     path (``prefix`` or ``prefix.*``), else to the default group. With
     ``no_decay_on_bias_and_norm``, one-dimensional parameters (biases and
     normalization weights, as timm does it) get ``weight_decay=0``.
-    Frozen groups get ``requires_grad=False`` and are left out.
+    Frozen groups get ``requires_grad=False`` and are left out. A group
+    with an ``lr_scale`` carries it under that key, for the optimizer's own
+    lr to be scaled once it is built (``torchyard.run.scale_group_lrs``).
 
     :raises ConfigError: a prefix matches no parameter.
     """
@@ -198,8 +199,8 @@ def build_param_groups(
             spec = groups[index]
             if spec.lr is not None:
                 group["lr"] = spec.lr
-            elif spec.lr_scale != 1.0 and base_lr is not None:
-                group["lr"] = base_lr * spec.lr_scale
+            elif spec.lr_scale != 1.0:
+                group["lr_scale"] = spec.lr_scale
             if spec.weight_decay is not None:
                 group["weight_decay"] = spec.weight_decay
         if no_decay:

@@ -2,44 +2,48 @@
 
 :func:`fit_and_submit` is what ``torchyard run`` does with a built run
 (train with :class:`~torchyard.loop.Trainer`, reload the best checkpoint,
-predict the test split, write the submission, the report and
-``summary.json``); :func:`predict_and_submit` is ``torchyard predict``.
-Under torch.distributed only process 0 writes.
+predict the test split, then :func:`finish_run`); a k-fold run
+(:mod:`torchyard.kfold`) ends through the same :func:`finish_run`: the
+submission, the report, ``summary.json`` and the ``on_run_end`` hook.
+:func:`predict_and_submit` is ``torchyard predict``. Under
+torch.distributed only process 0 writes.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
-
-import numpy as np
-import torch
 
 from torchyard import distributed
 from torchyard.checkpoint import load_checkpoint, load_model_weights
 from torchyard.console import Reporter
 from torchyard.data import Predictions
 from torchyard.files import atomic_write
-from torchyard.loop import FitResult, Trainer, probabilities_of
+from torchyard.inference import Outputs, ensemble
+from torchyard.loop import Trainer
 from torchyard.run import Run
 
-__all__ = ["fit_and_submit", "predict_and_submit", "resolve_checkpoints"]
+__all__ = ["finish_run", "fit_and_submit", "predict_and_submit", "resolve_checkpoints"]
 
 
 def fit_and_submit(
     run: Run, reporter: Reporter, resume: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     """Train (or, with ``resume``, a checkpoint's payload, continue training),
-    reload the best checkpoint, predict the test split and write it."""
+    reload the best checkpoint, predict the test split and finish the run."""
     trainer = Trainer(run, reporter)
     result = trainer.fit(resume)
     last = result.rows[-1]
     best_row = next((r for r in result.rows if r["epoch"] == result.best_epoch), None)
     if not trainer.load_best(result):
         reporter.warn(f"{run.monitor} was never finite; predicting with the last weights")
-    submission = _submit(trainer, reporter)
+    test = predict_test(trainer)
     reporter.final_table(best_row, last)
-    report = _report(trainer, result, reporter)
+    val_loader = run.loader("val")
+    validation = None
+    if val_loader is not None and reports(run):
+        validation = trainer.predict(val_loader, targets=True)
     summary = {
         "monitor": run.monitor,
         "mode": run.mode,
@@ -49,32 +53,66 @@ def fit_and_submit(
         "stopped_early": result.stopped_early,
         "best_checkpoint": str(result.best_path) if result.best_path else None,
         "last_checkpoint": str(result.last_path) if result.last_path else None,
-        "submission": str(submission) if submission else None,
-        "report": report,
         "final": {k: v for k, v in last.items() if k not in ("epoch", "step", "time_s")},
     }
+    return finish_run(run, reporter, summary, test=test, validation=validation, rows=result.rows)
+
+
+def finish_run(
+    run: Run,
+    reporter: Reporter,
+    summary: dict[str, Any],
+    *,
+    test: Outputs | None,
+    validation: Outputs | None,
+    rows: list[dict[str, Any]],
+    report_title: str = "per class (validation, best checkpoint)",
+) -> dict[str, Any]:
+    """The end every run shares: the submission from the ``test`` outputs,
+    the report from the labelled ``validation`` outputs, ``summary.json``,
+    then the ``on_run_end`` hook with the summary."""
+    summary["submission"] = str(path) if (path := write_submission(run, test, reporter)) else None
+    summary["report"] = _report(run, validation, rows, reporter, report_title)
     if distributed.is_main():
         with atomic_write(run.out_dir / "summary.json") as f:
-            import json
-
             json.dump(summary, f, indent=2)
     run.host.call("on_run_end", run=run, summary=summary)
     return summary
 
 
-def _report(trainer: Trainer, result: FitResult, reporter: Reporter) -> dict[str, str] | None:
-    """Per-class scores, confusion matrix and curves, for classification runs."""
-    from torchyard.report import collect_outputs, write_report
-
-    run = trainer.run
-    loader = run.loader("val")
-    if run.data.task != "classification" or loader is None:
+def predict_test(trainer: Trainer) -> Outputs | None:
+    """The test split's outputs with the model as it is (and the run's TTA)."""
+    loader = trainer.run.loader("test")
+    if loader is None:
+        trainer.reporter.info("no test split: nothing to predict")
         return None
-    outputs, targets = collect_outputs(trainer, loader)
+    return trainer.predict(loader, views=trainer.run.tta)
+
+
+def reports(run: Run) -> bool:
+    """Whether the run's task has a per-class report (classification)."""
+    return run.data.task == "classification"
+
+
+def _report(
+    run: Run, validation: Outputs | None, rows: list[dict[str, Any]], reporter: Reporter, title: str
+) -> dict[str, str] | None:
+    """Per-class scores, confusion matrix and curves, for classification runs."""
+    from torchyard.report import write_report
+
+    if not reports(run) or validation is None or validation.targets is None:
+        return None
     if not distributed.is_main():
         return None
-    names = run.data.class_names
-    return write_report(run.out_dir / "report", outputs, targets, names, result.rows, reporter)
+    return write_report(
+        run.out_dir / "report",
+        validation.outputs,
+        validation.targets,
+        run.data.class_names,
+        rows,
+        reporter,
+        title=title,
+    )
 
 
 def resolve_checkpoints(path: Path) -> list[Path]:
@@ -96,13 +134,12 @@ def resolve_checkpoints(path: Path) -> list[Path]:
     raise ConfigError(f"checkpoint {path}: file not found")
 
 
-def predict_and_submit(run: Run, checkpoints: list[Path], reporter: Reporter) -> Path | None:
-    """Predict the test split with each checkpoint (their class probabilities
-    averaged when several) and write the submission."""
-    trainer = Trainer(run, reporter)
+def predict_with_checkpoints(trainer: Trainer, checkpoints: list[Path]) -> Outputs | None:
+    """The test split's outputs with each checkpoint, averaged when several."""
+    run = trainer.run
     loader = run.loader("test")
     if loader is None:
-        reporter.info("no test split: nothing to predict")
+        trainer.reporter.info("no test split: nothing to predict")
         return None
     outputs = []
     for checkpoint in checkpoints:
@@ -110,35 +147,40 @@ def predict_and_submit(run: Run, checkpoints: list[Path], reporter: Reporter) ->
             run.model, load_checkpoint(checkpoint, map_location=run.device), checkpoint
         )
         outputs.append(trainer.predict(loader, views=run.tta))
-    if len(outputs) == 1:
-        return _write(run, outputs[0], reporter)
-    mean = torch.stack([probabilities_of(torch.from_numpy(o)) for o in outputs]).mean(0)
-    reporter.info(f"averaging the probabilities of {len(outputs)} checkpoints")
-    return _write(run, mean.clamp_min(1e-12).log().numpy(), reporter)
+    mean = ensemble(outputs)
+    if len(outputs) > 1:
+        what = "values" if mean.kind == "values" else "probabilities"
+        trainer.reporter.info(f"averaging the {what} of {len(outputs)} checkpoints")
+    return mean
 
 
-def _submit(trainer: Trainer, reporter: Reporter) -> Path | None:
-    run = trainer.run
-    loader = run.loader("test")
-    if loader is None:
-        reporter.info("no test split: nothing to predict")
-        return None
-    return _write(run, trainer.predict(loader, views=run.tta), reporter)
+def predict_and_submit(run: Run, checkpoints: list[Path], reporter: Reporter) -> Path | None:
+    """Predict the test split with each checkpoint (averaged when several)
+    and write the submission."""
+    return write_submission(run, predict_with_checkpoints(Trainer(run, reporter), checkpoints), reporter)
 
 
-def _write(run: Run, outputs: np.ndarray, reporter: Reporter) -> Path | None:
-    ids = list(run.data.test_ids) if run.data.test_ids is not None else list(range(len(outputs)))
-    predictions = Predictions(
+def predictions_of(run: Run, outputs: Outputs) -> Predictions:
+    """What a writer receives for ``outputs`` of the run's test split."""
+    ids = list(run.data.test_ids) if run.data.test_ids is not None else list(range(len(outputs.outputs)))
+    return Predictions(
         ids=ids,
-        outputs=outputs,
+        outputs=outputs.outputs,
         task=run.data.task,
         class_names=list(run.data.class_names) if run.data.class_names else None,
+        kind=outputs.kind,
     )
+
+
+def write_submission(run: Run, outputs: Outputs | None, reporter: Reporter) -> Path | None:
+    """The writer's file for the test ``outputs`` (process 0 writes)."""
+    if outputs is None:
+        return None
     if run.writer is None:
         reporter.info("no writer configured: predictions were not written")
         return None
     if not distributed.is_main():
         return None
-    path = Path(run.writer.write(predictions, run.out_dir))
+    path = Path(run.writer.write(predictions_of(run, outputs), run.out_dir))
     reporter.info(f"submission: {path}")
     return path

@@ -16,28 +16,7 @@ import numpy as np
 from torchyard.console import Reporter
 from torchyard.files import atomic_path, atomic_write
 
-__all__ = ["collect_outputs", "write_report"]
-
-
-def collect_outputs(trainer: Any, loader: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Model outputs and targets over a labelled loader, in order (under
-    torch.distributed: over every process's share, on every process)."""
-    import torch
-
-    run = trainer.run
-    run.model.eval()
-    outputs, targets = [], []
-    with torch.inference_mode():
-        for batch in loader:
-            inputs = batch[0].to(run.device, non_blocking=run.device.type == "cuda")
-            with run.precision.autocast():
-                out = run.model(inputs)
-            outputs.append(out.float().cpu())
-            targets.append(batch[1].cpu())
-    from torchyard.distributed import gather_in_order
-
-    # under torch.distributed: every process's share, back in the dataset's order
-    return gather_in_order(torch.cat(outputs).numpy()), gather_in_order(torch.cat(targets).numpy())
+__all__ = ["write_report"]
 
 
 def write_report(
@@ -49,7 +28,11 @@ def write_report(
     reporter: Reporter | None = None,
     title: str = "per class (validation, best checkpoint)",
 ) -> dict[str, str]:
-    """Write the report files for a classification run; return their paths."""
+    """Write the report files for a classification run; return their paths.
+
+    ``outputs`` are one row per sample of class scores (logits or
+    probabilities: only their argmax is used), or one binary logit.
+    """
     from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
     directory.mkdir(parents=True, exist_ok=True)

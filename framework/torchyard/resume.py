@@ -38,9 +38,12 @@ __all__ = [
     "ResumableSampler",
     "capture_rng",
     "config_differences",
+    "copy_best",
     "find_resume_checkpoint",
     "require_resume_state",
     "restore_rng",
+    "resume_point",
+    "resume_target",
 ]
 
 
@@ -210,3 +213,70 @@ def run_dir_of(checkpoint: Path) -> Path | None:
     """The run directory a checkpoint lives in (``<run>/checkpoints/x.pt``), if any."""
     parent = checkpoint.resolve().parent
     return parent.parent if parent.name == "checkpoints" else None
+
+
+# -- where a resumed run continues ------------------------------------------------------
+
+
+def resume_target(
+    config: Any,
+    config_path: Path,
+    out: Path | None,
+    overwrite: bool,
+    resume: str,
+    allow_changes: bool,
+    reporter: Any,
+) -> tuple[Path, dict[str, Any], Path | None]:
+    """The run directory to continue in, the checkpoint to continue from, and
+    the checkpoint's own run directory when the run continues elsewhere.
+
+    A changed config is refused (every difference listed) unless
+    ``allow_changes``; keys that do not change what is computed (progress
+    bar, threads) may always change.
+    """
+    from torchyard.checkpoint import load_checkpoint
+    from torchyard.config import jsonable_config
+    from torchyard.run import choose_run_dir
+
+    checkpoint = find_resume_checkpoint(resume, out, config_path)
+    payload = load_checkpoint(checkpoint)
+    require_resume_state(payload, f"--resume {checkpoint}")
+    differences = config_differences(payload.get("config") or {}, jsonable_config(config))
+    if differences and not allow_changes:
+        raise ConfigError(
+            *(
+                f"--resume {checkpoint}: config changed since the checkpoint: {line} "
+                "(pass --allow-changes to resume anyway)"
+                for line in differences
+            )
+        )
+    for line in differences:
+        reporter.warn(f"resuming with a changed config: {line}")
+    home = run_dir_of(checkpoint)
+    if out is None:
+        if home is None:
+            raise ConfigError(
+                f"--resume {checkpoint}: the checkpoint is not inside a run directory "
+                "(<run>/checkpoints/); pass --out to choose where the resumed run writes"
+            )
+        return home, payload, None
+    if home is not None and out.resolve() == home:
+        return out, payload, None
+    return choose_run_dir(out, config_path, overwrite=overwrite), payload, home
+
+
+def copy_best(source: Path, out_dir: Path) -> None:
+    """Bring a run's ``best.pt`` into the directory a resume continues in."""
+    from torchyard.files import atomic_copy
+
+    best = source / "checkpoints" / "best.pt"
+    if best.is_file():
+        atomic_copy(best, out_dir / "checkpoints" / "best.pt")
+
+
+def resume_point(payload: dict[str, Any]) -> str:
+    """Where a checkpoint resumes: ``3``, or ``2 at batch 15``."""
+    progress = payload["progress"]
+    if progress["epoch_done"]:
+        return f"{progress['epoch'] + 1}"
+    return f"{progress['epoch']} at batch {progress['batches'] + 1}"

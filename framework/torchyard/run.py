@@ -45,6 +45,7 @@ from torchyard.optim import (
     build_param_groups,
     duration_steps,
     needs_steps,
+    preview_schedule,
     to_steps_or_epochs,
 )
 from torchyard.params import params_to_kwargs
@@ -248,27 +249,20 @@ def create_run_dir(out_dir: Path) -> Path:
     return out_dir
 
 
-def build_run(
-    config: BaseModel, host: PluginHost, out_dir: Path, *, train: bool = True, fold: int = 0
-) -> Run:
-    """Build every component of ``config``; check the data before any training.
-
-    With a ``split`` section, the validation part is carved out of the
-    dataset's labelled samples; ``fold`` picks which of the split's
-    (train, validation) pairs to use (the number of pairs is in
-    ``run.extras["folds"]``).
-    """
-    cfg: Any = config
-    trainer = cfg.trainer
-    if trainer.seed is not None:
-        seed_everything(trainer.seed)
-    set_deterministic(trainer.deterministic)
+def setup_device(config: BaseModel) -> torch.device:
+    """The device of this process: under torchrun, after joining the process
+    group (each process has its own device); else the config's."""
     from torchyard import distributed
 
-    # under torchrun: join the process group; each process has its own device
-    device = distributed.setup(trainer.device) or resolve_device(trainer.device)
-    precision = resolve_precision(trainer.precision, device)
+    trainer: Any = config.trainer  # type: ignore[attr-defined]
+    return distributed.setup(trainer.device) or resolve_device(trainer.device)
 
+
+def build_data(config: BaseModel, *, train: bool = True, fold: int = 0) -> tuple[DataBundle, dict[str, Any]]:
+    """The dataset, checked, with a ``split`` section's validation part
+    carved out (``fold`` picks the pair); and what the split found out
+    (``extras``: folds, validation indices, warnings)."""
+    cfg: Any = config
     data = build_component(cfg.data, context=_transforms(cfg), where="data")
     if not isinstance(data, DataBundle):
         raise ConfigError(
@@ -279,6 +273,35 @@ def build_run(
     extras: dict[str, Any] = {}
     if cfg.split is not None and train:
         data, extras = _split(data, cfg, fold)
+    return data, extras
+
+
+def build_run(
+    config: BaseModel,
+    host: PluginHost,
+    out_dir: Path,
+    *,
+    train: bool = True,
+    fold: int = 0,
+    device: torch.device | None = None,
+) -> Run:
+    """Build every component of ``config``; check the data before any training.
+
+    With a ``split`` section, the validation part is carved out of the
+    dataset's labelled samples; ``fold`` picks which of the split's
+    (train, validation) pairs to use (the number of pairs is in
+    ``run.extras["folds"]``). ``device``: this process's device, from
+    :func:`setup_device` (called here when not given).
+    """
+    cfg: Any = config
+    trainer = cfg.trainer
+    if trainer.seed is not None:
+        seed_everything(trainer.seed)
+    set_deterministic(trainer.deterministic)
+    device = device if device is not None else setup_device(config)
+    precision = resolve_precision(trainer.precision, device)
+
+    data, extras = build_data(config, train=train, fold=fold)
     context = data.context()
 
     resolved: dict[str, dict[str, Any]] = {}
@@ -377,7 +400,7 @@ def _split(data: DataBundle, cfg: Any, fold: int) -> tuple[DataBundle, dict[str,
             f"split: dataset '{record_of(cfg.data).name}' makes its own validation split; "
             "drop the split section, or configure the dataset to leave validation to it"
         )
-    n = len(data.train)
+    n = len(data.train)  # type: ignore[arg-type]
     pairs, warnings = make_splits(cfg.split, data.train_targets, data.groups, n)
     if not 0 <= fold < len(pairs):
         raise ConfigError(f"split: fold {fold} is out of range ({len(pairs)} folds)")
@@ -393,6 +416,8 @@ def _split(data: DataBundle, cfg: Any, fold: int) -> tuple[DataBundle, dict[str,
         train_eval=None,
     )
     extras = {
+        "n_labelled": n,
+        "n_train": len(train_idx),
         "folds": len(pairs),
         "fold": cfg.split.fold if cfg.split.fold is not None else fold,
         "val_indices": val_idx,
@@ -406,14 +431,27 @@ def _split(data: DataBundle, cfg: Any, fold: int) -> tuple[DataBundle, dict[str,
 
 def build_optimizer(spec: Any, model: torch.nn.Module) -> torch.optim.Optimizer:
     """The optimizer over the model's parameter groups (see torchyard.optim)."""
-    lr = getattr(spec, "lr", None)
     groups = build_param_groups(
-        model,
-        spec.param_groups,
-        base_lr=lr if isinstance(lr, int | float) else None,
-        no_decay_on_bias_and_norm=spec.no_weight_decay_on_bias_and_norm,
+        model, spec.param_groups, no_decay_on_bias_and_norm=spec.no_weight_decay_on_bias_and_norm
     )
-    return build_component(spec, groups, where="optimizer")
+    return scale_group_lrs(build_component(spec, groups, where="optimizer"))
+
+
+def scale_group_lrs(optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
+    """Give groups with an ``lr_scale`` their lr: the scale times the
+    optimizer's own lr (known once the optimizer is built)."""
+    for group in optimizer.param_groups:
+        scale = group.pop("lr_scale", None)
+        if scale is None:
+            continue
+        base = optimizer.defaults.get("lr")
+        if not isinstance(base, int | float):
+            raise ConfigError(
+                f"optimizer.param_groups: lr_scale needs an optimizer with a numeric lr, and "
+                f"{type(optimizer).__name__} has none; give the group an lr instead"
+            )
+        group["lr"] = base * scale
+    return optimizer
 
 
 def build_schedule(
@@ -472,6 +510,35 @@ def build_schedule(
     )
 
 
+def preview_lr(config: BaseModel) -> tuple[list[tuple[int, int, list[float]]], TrainingLength]:
+    """The learning rate of every parameter group at every optimizer step
+    (:func:`torchyard.optim.preview_schedule`), without a model: the data
+    gives the training split's length, and the optimizer is built over one
+    stand-in parameter per group of ``optimizer.param_groups`` (frozen ones
+    left out), then one for the default group."""
+    cfg: Any = config
+    data, _ = build_data(config)
+    length = TrainingLength(cfg.trainer.max_epochs, steps_per_epoch(data, cfg))
+    groups: list[dict[str, Any]] = []
+    for group in [*cfg.optimizer.param_groups, None]:
+        if group is not None and group.freeze:
+            continue
+        entry: dict[str, Any] = {"params": [torch.zeros(1, requires_grad=True)]}
+        if group is not None and group.lr is not None:
+            entry["lr"] = group.lr
+        elif group is not None and group.lr_scale != 1.0:
+            entry["lr_scale"] = group.lr_scale
+        groups.append(entry)
+    optimizer = scale_group_lrs(build_component(cfg.optimizer, groups, where="optimizer"))
+    metrics = {
+        metric_key(spec): build_component(spec, context=data.context(), where=f"metrics.{i}")
+        for i, spec in enumerate(cfg.metrics)
+    }
+    mode = _resolve_mode(cfg.trainer.mode, resolve_monitor(cfg), metrics)
+    schedule = build_schedule(cfg.scheduler, optimizer, length, mode)
+    return preview_schedule(schedule, optimizer, length), length
+
+
 def steps_per_epoch(data: DataBundle, config: Any) -> int:
     """Optimizer steps per epoch, as the loop will take them."""
     trainer = config.trainer
@@ -497,53 +564,52 @@ def _probe(
     config errors naming the section, found before the run directory is
     written -- not a traceback in the first training step.
     """
+    from torchyard.inference import forward, output_kind
+
     dataset = data.val if data.val is not None else data.train
-    loader = DataLoader(dataset, batch_size=min(8, len(dataset)), generator=torch.Generator())
+    loader = DataLoader(dataset, batch_size=min(8, len(dataset)), generator=torch.Generator())  # type: ignore[arg-type]
     batch = next(iter(loader))
-    inputs, targets = batch[0].to(device), batch[1].to(device)
-    was_training = model.training
-    model.eval()
     try:
-        with torch.no_grad(), precision.autocast():
+        outputs, targets, _ = next(
+            forward(model, [batch], device=device, precision=precision, kind=output_kind(data.task))
+        )
+    except Exception as e:  # noqa: BLE001 - any failure here is the config's
+        raise ConfigError(
+            f"model: '{record_of(cfg.model).name}' cannot take the data's inputs of shape "
+            f"{tuple(batch[0].shape)}: {_first_line(e)}"
+        ) from e
+    assert targets is not None  # a labelled split
+    width = outputs.shape[-1] if outputs.ndim == 2 else 1
+    classes = data.num_classes
+    if data.task == "classification" and classes and width not in (classes, 1 if classes == 2 else classes):
+        raise ConfigError(
+            f"model.num_classes: the model gives {width} outputs per sample, but the data has "
+            f"{classes} classes; leave num_classes unset to take it from the data"
+        )
+    with torch.inference_mode():
+        try:
+            loss_fn(outputs, targets)
+        except Exception as e:  # noqa: BLE001
+            raise ConfigError(
+                f"loss: '{record_of(cfg.loss).name}' cannot take outputs of shape "
+                f"{tuple(outputs.shape)} with these targets: {_first_line(e)}"
+            ) from e
+        for i, (spec, metric) in enumerate(zip(cfg.metrics, metrics.values(), strict=True)):
             try:
-                outputs = model(inputs).float()
-            except Exception as e:  # noqa: BLE001 - any failure here is the config's
-                raise ConfigError(
-                    f"model: '{record_of(cfg.model).name}' cannot take the data's inputs of shape "
-                    f"{tuple(inputs.shape)}: {_first_line(e)}"
-                ) from e
-            width = outputs.shape[-1] if outputs.ndim == 2 else 1
-            classes = data.num_classes
-            if data.task == "classification" and classes and width not in (classes, 1 if classes == 2 else classes):
-                raise ConfigError(
-                    f"model.num_classes: the model gives {width} outputs per sample, but the data has "
-                    f"{classes} classes; leave num_classes unset to take it from the data"
-                )
-            try:
-                loss_fn(outputs, targets)
+                metric.update(outputs, targets)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # one small batch may leave it undefined
+                    metric.compute()
             except Exception as e:  # noqa: BLE001
+                hint = ""
+                if "num_classes" in spec.model_fields_set:
+                    hint = f" (its num_classes is {spec.num_classes}; the data has {classes})"
                 raise ConfigError(
-                    f"loss: '{record_of(cfg.loss).name}' cannot take outputs of shape "
-                    f"{tuple(outputs.shape)} with these targets: {_first_line(e)}"
+                    f"metrics.{i}: '{record_of(spec).name}' cannot take these outputs and "
+                    f"targets{hint}: {_first_line(e)}"
                 ) from e
-            for i, (spec, metric) in enumerate(zip(cfg.metrics, metrics.values(), strict=True)):
-                try:
-                    metric.update(outputs, targets)
-                    with warnings.catch_warnings():
-                        warnings.simplefilter("ignore")  # one small batch may leave it undefined
-                        metric.compute()
-                except Exception as e:  # noqa: BLE001
-                    hint = ""
-                    if "num_classes" in spec.model_fields_set:
-                        hint = f" (its num_classes is {spec.num_classes}; the data has {classes})"
-                    raise ConfigError(
-                        f"metrics.{i}: '{record_of(spec).name}' cannot take these outputs and "
-                        f"targets{hint}: {_first_line(e)}"
-                    ) from e
-                finally:
-                    metric.reset()
-    finally:
-        model.train(was_training)
+            finally:
+                metric.reset()
 
 
 def _check_data(data: DataBundle, *, train: bool) -> None:
