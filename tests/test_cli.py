@@ -74,6 +74,24 @@ def test_list_table(cli: Any) -> None:
 
 def test_list_unknown_kind(cli: Any) -> None:
     assert_user_error(cli("list", "lossez"), "unknown component kind 'lossez'; did you mean 'loss'?")
+    assert_user_error(
+        cli("show", "zzz", "x"),
+        "unknown component kind 'zzz'; kinds are model, dataset, loss, optimizer, scheduler, metric, writer, transform",
+    )
+
+
+@pytest.mark.parametrize("command", ["list", "show"])
+def test_kind_help_names_every_kind(cli: Any, command: str) -> None:
+    from torchyard import kinds
+
+    result = cli(command, "--help", env={"COLUMNS": "300"})
+    assert result.exit_code == 0
+    assert ", ".join(kinds.names()) in result.stdout
+
+
+def test_show_takes_a_plural(cli: Any) -> None:
+    data = json.loads(cli("show", "Transforms", "random_crop", "--json").stdout)
+    assert (data["kind"], data["name"]) == ("transform", "random_crop")
 
 
 def test_show_json(cli: Any) -> None:

@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
 from torchyard.config import (
+    ComponentSpec,
+    MetricSpec,
+    OptimizerSpec,
+    RunConfig,
+    SchedulerSpec,
     apply_overrides,
     build_config_model,
+    jsonable_config,
     load_config,
+    metric_key,
     read_config_file,
     record_of,
     resolve_monitor,
@@ -292,3 +301,92 @@ def test_validating_builds_only_the_components_a_config_names(tmp_path: Path) ->
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "False"
+
+
+def test_a_validated_config_is_typed(builtin_host: PluginHost, digits_config: dict[str, Any]) -> None:
+    digits_config["scheduler"] = {"name": "step_lr", "step_size": "2 epochs"}
+    digits_config["metrics"][1]["log_as"] = "f1_macro"
+    digits_config["transforms"] = {"train": [{"name": "random_horizontal_flip"}]}
+    digits_config["tta"] = [[{"name": "random_horizontal_flip", "p": 1.0}]]
+    config = validate_config(digits_config, builtin_host.registry)
+    assert isinstance(config, RunConfig)
+    assert isinstance(config.model, ComponentSpec)
+    assert isinstance(config.optimizer, OptimizerSpec)
+    assert isinstance(config.scheduler, SchedulerSpec)
+    assert all(isinstance(m, MetricSpec) for m in config.metrics)
+    assert config.optimizer.record is builtin_host.registry.get("optimizer", "adamw")
+    assert record_of(config.optimizer) is config.optimizer.record
+    assert [metric_key(m) for m in config.metrics] == ["accuracy", "f1_macro"]
+    assert config.scheduler.interval is None and config.scheduler.step_size == "2 epochs"
+    # the factory's own arguments: no name, no log_as, no param_groups
+    f1 = config.metrics[1]
+    assert set(f1.factory_kwargs()) == set(f1.record.params.model_fields) == set(type(f1).model_fields) - {"name", "log_as"}
+    assert set(config.optimizer.factory_kwargs()) == set(config.optimizer.record.params.model_fields)
+    names = [spec.record.name for spec in config.specs()]
+    assert names == [
+        "small_cnn", "digits", "cross_entropy", "adamw", "step_lr", "accuracy", "f1", "csv",
+        "random_horizontal_flip", "random_horizontal_flip",
+    ]
+    assert [s.record.kind for s in config.specs("transform")] == ["transform", "transform"]
+    assert type(config).broken == {}
+
+
+def test_record_of_refuses_what_is_not_a_component(builtin_host: PluginHost, digits_config: dict[str, Any]) -> None:
+    config = validate_config(digits_config, builtin_host.registry)
+    with pytest.raises(TypeError, match="TrainerConfig is not a component section"):
+        record_of(config.trainer)
+
+
+def test_the_written_config_has_no_record_key(builtin_host: PluginHost, digits_config: dict[str, Any]) -> None:
+    config = validate_config(digits_config, builtin_host.registry)
+    data = jsonable_config(config)
+    assert list(data) == [
+        "requires", "trainer", "loader", "split", "transforms", "tta",
+        "model", "data", "loss", "optimizer", "scheduler", "metrics", "writer",
+    ]
+    assert data["model"] == {"num_classes": None, "in_channels": None, "channels": 8, "dropout": 0.1, "name": "small_cnn"}
+    assert list(data["metrics"][1])[-2:] == ["name", "log_as"]
+    assert "record" not in json.dumps(data)
+
+
+def test_broken_components_are_kept_on_the_model(builtin_host: PluginHost, digits_config: dict[str, Any]) -> None:
+    import torchyard
+
+    def needs_a_tensor(weights: torch.Tensor) -> None:
+        """A writer no config can build."""
+
+    class Plugin:
+        @torchyard.hookimpl
+        def register_writers(self, register: Any) -> None:
+            register("tensor_writer", needs_a_tensor)
+
+    builtin_host.add_plugin(Plugin(), "broken-writers")
+    model = build_config_model(builtin_host.registry)
+    assert "cannot derive a params schema" in model.broken["broken-writers:tensor_writer"]
+    digits_config["writer"] = {"name": "tensor_writer"}
+    (problem,) = problems(digits_config, builtin_host)
+    assert problem.startswith("writer: writer 'tensor_writer' from plugin broken-writers: cannot derive")
+
+
+def test_relative_paths_resolve_in_every_section_tta_included(
+    builtin_host: PluginHost, digits_config: dict[str, Any], tmp_path: Path
+) -> None:
+    import torchyard
+
+    def lut(table: Path = Path("lut.csv")) -> Any:
+        """A transform reading a lookup table."""
+        return lambda x: x
+
+    class Plugin:
+        @torchyard.hookimpl
+        def register_transforms(self, register: Any) -> None:
+            register("lut", lut)
+
+    builtin_host.add_plugin(Plugin(), "luts")
+    digits_config["transforms"] = {"eval": [{"name": "lut", "table": "eval.csv"}]}
+    digits_config["tta"] = [[{"name": "lut", "table": "tta.csv"}]]
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps(digits_config))
+    config = load_config(path, builtin_host.registry)
+    assert config.transforms.eval[0].table == tmp_path / "eval.csv"  # type: ignore[attr-defined]
+    assert config.tta[0][0].table == tmp_path / "tta.csv"  # type: ignore[attr-defined]

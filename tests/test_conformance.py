@@ -127,3 +127,30 @@ def test_a_metric_that_forgets_reset_is_caught(empty_host: PluginHost) -> None:
 def test_random_batches_have_matching_lengths(kind: str) -> None:
     outputs, targets = random_batch(kind, n=10)
     assert len(outputs) == len(targets) == 10
+
+
+def test_a_kind_without_its_own_check_gets_the_generic_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The table of kinds names each kind's check; without one, the kit
+    checks that the component builds."""
+    import dataclasses
+
+    from torchyard import kinds
+
+    built: list[str] = []
+
+    def factory(label: str = "x") -> Any:
+        built.append(label)
+        return object()
+
+    class Plugin:
+        @torchyard.hookimpl
+        def register_writers(self, register: Any) -> None:
+            register("anything", factory)
+            register("nothing", lambda: None)
+
+    table = tuple(dataclasses.replace(k, conformance=None) if k.name == "writer" else k for k in kinds.TABLE)
+    monkeypatch.setattr(kinds, "TABLE", table)
+    with pytest.raises(AssertionError) as info:
+        check_plugin(Plugin(), name="generic")
+    assert built == ["x"]  # 'anything' built, and passed: it writes nothing
+    assert str(info.value) == "writer 'nothing' (generic): returned None"

@@ -8,6 +8,7 @@ import pytest
 import torch
 from pydantic import BaseModel, Field, ValidationError
 
+import torchyard
 from torchyard.params import derive_params, params_to_kwargs, parse_param_docs
 
 
@@ -121,6 +122,50 @@ def test_reserved_names_are_aliased() -> None:
     model = derive_params(factory, model_name="f")
     instance = model.model_validate({"schema": "y"})
     assert params_to_kwargs(instance) == {"schema": "y", "copy": True}
+
+
+def test_names_a_config_section_keeps_for_itself_are_aliased(builtin_host: Any) -> None:
+    """A parameter called ``record`` would clash with ComponentSpec.record."""
+    from torchyard.config import ComponentSpec, section_model
+    from torchyard.params import SECTION_ATTRIBUTES
+
+    own = {n for n in dir(ComponentSpec) if not n.startswith("_")} - set(dir(BaseModel)) - set(ComponentSpec.model_fields)
+    assert own | ComponentSpec.__class_vars__ == SECTION_ATTRIBUTES
+
+    def factory(record: str = "x", factory_kwargs: int = 1) -> None: ...
+
+    model = derive_params(factory, model_name="f")
+    assert set(model.model_fields) == {"record_", "factory_kwargs_"}
+    instance = model.model_validate({"record": "y"})
+    assert params_to_kwargs(instance) == {"record": "y", "factory_kwargs": 1}
+
+    class Plugin:
+        @torchyard.hookimpl
+        def register_writers(self, register: Any) -> None:
+            register("recorder", factory)
+
+    builtin_host.add_plugin(Plugin(), "records")
+    record = builtin_host.registry.get("writer", "recorder")
+    spec = section_model(record).model_validate({"name": "recorder", "record": "z"})
+    assert spec.record is record
+    assert spec.factory_kwargs() == {"record": "z", "factory_kwargs": 1}
+
+
+def test_an_explicit_params_model_may_not_use_a_reserved_name(builtin_host: Any) -> None:
+    from torchyard.config import section_model
+    from torchyard.errors import PluginError
+
+    class Params(BaseModel):
+        record: int = 1
+
+    class Plugin:
+        @torchyard.hookimpl
+        def register_writers(self, register: Any) -> None:
+            register("clash", lambda record=1: None, params=Params)
+
+    builtin_host.add_plugin(Plugin(), "clash")
+    with pytest.raises(PluginError, match="has a field named 'record', which a config section reserves"):
+        section_model(builtin_host.registry.get("writer", "clash"))
 
 
 def test_params_to_kwargs_keeps_python_types() -> None:

@@ -29,6 +29,26 @@ def test_kinds_match_registration_hooks() -> None:
     assert KINDS == ("model", "dataset", "loss", "optimizer", "scheduler", "metric", "writer", "transform")
 
 
+def test_options_and_positional_arguments_come_from_the_table_of_kinds(
+    empty_host: PluginHost, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from torchyard import kinds
+
+    loss = kinds.get("loss")
+    reduction = kinds.Option("reduction", True, lambda v: v in ("mean", "sum"), "'mean' or 'sum'")
+    table = tuple(
+        dataclasses.replace(k, options=(*k.options, reduction), positional_first=True) if k is loss else k
+        for k in kinds.TABLE
+    )
+    monkeypatch.setattr(kinds, "TABLE", table)
+    missing = empty_host.add_plugin(LossPlugin("l1"), "missing")
+    assert "option 'reduction' is required ('mean' or 'sum')" in (missing.error or "")
+    empty_host.add_plugin(LossPlugin("l1", reduction="sum"), "given")
+    record = empty_host.registry.get("loss", "l1")
+    assert record.options == {"reduction": "sum"}
+    assert record.takes_positional
+
+
 def test_records_are_frozen_and_describe_their_source(empty_host: PluginHost) -> None:
     empty_host.add_plugin(LossPlugin("l1"), "mine", distribution="my-dist", version="1.2")
     record = empty_host.registry.get("loss", "l1")

@@ -453,10 +453,10 @@ def _component_type(
         def refuse(value: Any) -> Any:
             name = value.get("name") if isinstance(value, Mapping) else value
             try:
-                registry.get(kind, str(name))
+                record = registry.get(kind, str(name))
             except TorchyardError as e:
                 raise ValueError(str(e)) from None
-            raise ValueError(f"{kind} {name!r} is unusable")
+            raise ValueError(broken.get(record.qualified_name, f"{kind} {name!r} is unusable"))
 
         return Annotated[Any, AfterValidator(refuse), Field(json_schema_extra={"not": {}})]
     union = members[0] if len(members) == 1 else Union[tuple(members)]  # noqa: UP007
