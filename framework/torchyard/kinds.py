@@ -165,11 +165,26 @@ TABLE: tuple[Kind, ...] = (
         train, validation and (unlabelled) test splits plus what the rest of the
         run needs to know about them (number of classes, test ids, input shape).
 
-        :param register: call ``register(name, factory, ...)`` once per dataset.
+        The optional ``reader`` option says how this dataset turns one file
+        into a model input, so that a trained run can predict files it has
+        never seen (:func:`torchyard.load`): a function (or its import path
+        ``"module:attribute"``) called with the dataset's config parameters
+        (it takes those it needs, and ``eval_transform``) that returns a
+        callable ``read(path) -> Tensor``.
+
+        :param register: call ``register(name, factory, reader=..., ...)`` once per dataset.
         """,
         sections=_single("data", "The dataset."),
         title="Datasets",
         summary="a `torchyard.DataBundle`: train, validation and test splits, plus facts about them",
+        options=(
+            Option(
+                "reader",
+                False,
+                lambda v: callable(v) or (isinstance(v, str) and ":" in v),
+                "a function or an import path 'module:attribute'",
+            ),
+        ),
         conformance="torchyard.testing:_check_dataset",
     ),
     Kind(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import math
 import signal
 import threading
@@ -115,6 +116,12 @@ class Trainer:
     def _config_json(self) -> dict[str, Any]:
         """The config as every checkpoint keeps it (built once, only when training)."""
         return jsonable_config(self.run.config)
+
+    @functools.cached_property
+    def _resolved_json(self) -> dict[str, Any]:
+        """The values filled in from the data, as plain JSON values."""
+        resolved: dict[str, Any] = json.loads(json.dumps(self.run.resolved, default=list))
+        return resolved
 
     # -- fitting -------------------------------------------------------------
 
@@ -504,6 +511,13 @@ class Trainer:
             "rng": rng,
             "loader_generator": generator,
             "config": self._config_json,
+            # what torchyard.load needs to rebuild the model and name its outputs
+            "resolved": self._resolved_json,
+            "data": {
+                "task": run.data.task,
+                "class_names": list(run.data.class_names) if run.data.class_names else None,
+                "input_shape": list(run.data.input_shape) if run.data.input_shape else None,
+            },
             "plugins": {
                 name: info.version or "" for name, info in sorted(run.host.plugins.items())
             },

@@ -650,7 +650,16 @@ def write_resolved_config(
     import yaml
 
     path = run_dir / "config.yaml"
-    data = jsonable_config(config)
+    data = with_resolved(jsonable_config(config), resolved)
+    with atomic_write(path) as f:
+        yaml.safe_dump(data, f, sort_keys=False)
+    return path
+
+
+def with_resolved(data: dict[str, Any], resolved: dict[str, dict[str, Any]] | None) -> dict[str, Any]:
+    """A config's JSON (``jsonable_config``) with the values filled in from
+    the data (``{"model": {"num_classes": 10}}``) written in, ``name`` first
+    in every component section; changes ``data`` and returns it."""
     for section, values in (resolved or {}).items():
         node: Any = data
         for part in section.split("."):
@@ -663,6 +672,4 @@ def write_resolved_config(
                 ordered = {"name": spec.pop("name"), **spec}
                 spec.clear()
                 spec.update(ordered)
-    with atomic_write(path) as f:
-        yaml.safe_dump(data, f, sort_keys=False)
-    return path
+    return data

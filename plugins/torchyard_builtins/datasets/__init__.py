@@ -8,6 +8,8 @@ import torchyard
 
 # The transforms come from the config's `transforms` section: not data params.
 _IMAGE_PARAMS = {"train_transform": None, "eval_transform": None}
+# how a trained run reads new image files (torchyard.load)
+_IMAGE_READER = "torchyard_builtins.datasets.images:image_reader"
 
 
 @torchyard.hookimpl
@@ -22,6 +24,7 @@ def register_datasets(register: Any) -> None:
         "image_csv",
         "torchyard_builtins.datasets.images:image_csv",
         params=_IMAGE_PARAMS,
+        reader=_IMAGE_READER,
         description="Images listed in a CSV: path, label column(s) combined into one class, "
         "optional group column; an optional test CSV of ids to predict.",
     )
@@ -29,6 +32,7 @@ def register_datasets(register: Any) -> None:
         "image_folder",
         "torchyard_builtins.datasets.images:image_folder",
         params=_IMAGE_PARAMS,
+        reader=_IMAGE_READER,
         description="torchvision's ImageFolder layout: one subfolder of images per class; "
         "test images from a CSV or a folder.",
     )

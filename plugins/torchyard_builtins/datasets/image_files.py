@@ -15,6 +15,7 @@ import os
 import re
 import warnings
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -97,6 +98,34 @@ def _decode_with_pillow(path: str, color: Color, first: Exception) -> torch.Tens
     return tensor.unsqueeze(0) if tensor.ndim == 2 else tensor.permute(2, 0, 1).contiguous()
 
 
+class ImageReader:
+    """One image file as a model input: decoded, resized to ``image_size``
+    when given, passed through ``transform``, and a ``uint8`` result scaled
+    to ``float32`` in ``[0, 1]``. What the image datasets do per sample, and
+    what a loaded run (:func:`torchyard.load`) does to new files."""
+
+    def __init__(
+        self,
+        *,
+        image_size: tuple[int, int] | None = None,
+        color: Color = "rgb",
+        transform: Callable[[Any], Any] | None = None,
+    ) -> None:
+        self.image_size = image_size
+        self.color = color
+        self.transform = transform
+
+    def __call__(self, path: str | Path) -> Any:
+        image: Any = load_image(str(path), self.color)
+        if self.image_size is not None:
+            image = resize(image, list(self.image_size), antialias=True)
+        if self.transform is not None:
+            image = self.transform(image)
+        if isinstance(image, torch.Tensor) and image.dtype == torch.uint8:
+            image = image.float().div_(255)
+        return image
+
+
 class ImageDataset(Dataset[Any]):
     """Images decoded on access, transformed, as ``(image, target)`` pairs.
 
@@ -125,6 +154,7 @@ class ImageDataset(Dataset[Any]):
         self.transform = transform
         self.image_size = image_size
         self.color = color
+        self.read = ImageReader(image_size=image_size, color=color, transform=transform)
         self.sample_shape: tuple[int, ...] | None = None
         if len(self.paths):
             first = self._probe()
@@ -160,21 +190,14 @@ class ImageDataset(Dataset[Any]):
     def image(self, index: int) -> Any:
         """Sample ``index``'s input: decoded, resized, transformed, as float."""
         path: str = self.paths.item(index)
-        image: Any = load_image(path, self.color)
-        if self.image_size is not None:
-            image = resize(image, list(self.image_size), antialias=True)
-        if self.transform is not None:
-            image = self.transform(image)
-        if isinstance(image, torch.Tensor):
-            if image.dtype == torch.uint8:
-                image = image.float().div_(255)
-            expected = self.sample_shape
-            if expected is not None and tuple(image.shape) != expected:
-                raise BadImageError(
-                    f"image {path} gives a sample of shape {tuple(image.shape)}, the first image "
-                    f"{self.paths[0]} one of shape {expected}: set the dataset's image_size, or "
-                    "add a resize transform, so that every image has one size"
-                )
+        image = self.read(path)
+        expected = self.sample_shape
+        if isinstance(image, torch.Tensor) and expected is not None and tuple(image.shape) != expected:
+            raise BadImageError(
+                f"image {path} gives a sample of shape {tuple(image.shape)}, the first image "
+                f"{self.paths[0]} one of shape {expected}: set the dataset's image_size, or "
+                "add a resize transform, so that every image has one size"
+            )
         return image
 
 

@@ -55,6 +55,7 @@ from torchyard_builtins.datasets.image_files import (
     IMAGE_EXTENSIONS,
     Color,
     ImageDataset,
+    ImageReader,
     OnBadImage,
     check_images,
 )
@@ -333,6 +334,17 @@ def _list_images(folder: Path) -> list[str]:
         for p in found
         if not any(part.startswith(".") for part in p.parts) and (folder / p).is_file()
     )
+
+
+def image_reader(
+    image_size: list[int] | int | None = None,
+    color: Color = "rgb",
+    eval_transform: Transform | None = None,
+    **_: Any,
+) -> ImageReader:
+    """How ``image_csv`` and ``image_folder`` turn a file into a model input
+    (their ``reader``): as the validation and test images are read."""
+    return ImageReader(image_size=_image_size(image_size), color=color, transform=eval_transform)
 
 
 def _image_size(size: list[int] | int | None) -> tuple[int, int] | None:
