@@ -187,19 +187,21 @@ def test_kfold_builds_each_fold_once_and_ends_like_a_single_run(
 def test_lr_builds_no_model(
     cli: Any, digits_config: dict[str, Any], write_config: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from torchyard import factories
     from torchyard import run as run_module
 
     digits_config["scheduler"] = {"name": "step_lr", "step_size": 1, "gamma": 0.5}
     digits_config["optimizer"]["param_groups"] = [{"prefix": "features", "lr_scale": 0.1}]
     config = write_config(_digits(digits_config))
     built: list[str] = []
-    real = run_module.build_component
+    real = factories.build_component
 
     def recording(spec: Any, *args: Any, **kwargs: Any) -> Any:
         built.append(spec.record.kind)
         return real(spec, *args, **kwargs)
 
     monkeypatch.setattr(run_module, "build_component", recording)
+    monkeypatch.setattr(factories, "build_component", recording)
     result = cli("lr", config)
     assert result.exit_code == 0, result.output
     assert "model" not in built and {"dataset", "optimizer", "scheduler"} <= set(built)

@@ -22,8 +22,7 @@ from typing import TYPE_CHECKING, Any
 from torchyard.errors import ConfigError
 
 if TYPE_CHECKING:
-    from pydantic import BaseModel
-
+    from torchyard.config import RunConfig
     from torchyard.console import Reporter
     from torchyard.plugins import PluginHost
 
@@ -59,7 +58,7 @@ def load_run_config(
     *,
     base_dir: str | Path | None = None,
     host: PluginHost | None = None,
-) -> tuple[BaseModel, Path]:
+) -> tuple[RunConfig, Path]:
     """Validate a config file or mapping, with ``dotted.key=value`` overrides.
 
     Relative paths inside resolve against the file's folder, or for a
@@ -113,7 +112,7 @@ def train(
     validated, name = load_run_config(config, overrides, base_dir=base_dir, host=host)
     if allow_changes and resume is None:
         raise ConfigError("--allow-changes: only with --resume (it lets a resumed run use a changed config)")
-    trainer: Any = validated.trainer  # type: ignore[attr-defined]
+    trainer = validated.trainer
     device = setup_device(validated)  # under torchrun: join the process group, once
     reporter = reporter or _reporter(trainer.progress)
     out_path = Path(out) if out is not None else None
@@ -142,7 +141,7 @@ def train(
 
 
 def _train_single(
-    config: BaseModel,
+    config: RunConfig,
     name: Path,
     out: Path | None,
     overwrite: bool,
@@ -181,7 +180,7 @@ def _train_single(
 
 
 def _train_folds(
-    config: BaseModel,
+    config: RunConfig,
     name: Path,
     out: Path | None,
     overwrite: bool,
@@ -235,11 +234,12 @@ def predict(
 
     validated, name = load_run_config(config, overrides, base_dir=base_dir, host=host)
     checkpoints = resolve_checkpoints(Path(checkpoint))
-    for path in checkpoints:
-        load_checkpoint(path)  # refuse a bad checkpoint before building anything
-    trainer: Any = validated.trainer  # type: ignore[attr-defined]
+    for checkpoint_path in checkpoints:
+        load_checkpoint(checkpoint_path)  # refuse a bad checkpoint before building anything
+    trainer = validated.trainer
     device = setup_device(validated)
     finished = False
+    path: Path | None = None
     try:
         out_dir = _run_dir(Path(out) if out is not None else None, name, overwrite, suffix="-predict")
         reporter = reporter or Reporter(progress=False, quiet=not distributed.is_main())

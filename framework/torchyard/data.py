@@ -8,7 +8,7 @@ training, the test split is predicted and handed to the writer as
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Sequence, Sized
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -17,7 +17,20 @@ import numpy as np
 if TYPE_CHECKING:
     from torch.utils.data import Dataset
 
-__all__ = ["Compose", "DataBundle", "Predictions"]
+__all__ = ["Compose", "DataBundle", "Predictions", "length"]
+
+
+def length(dataset: Any, where: str = "data") -> int:
+    """The number of samples of a map-style dataset.
+
+    :raises DataError: the dataset has no length (an iterable-style
+        dataset, which torchyard cannot split, shard or resume).
+    """
+    from torchyard.errors import DataError
+
+    if not isinstance(dataset, Sized):
+        raise DataError(f"{where}: {type(dataset).__name__} has no len(); a dataset must be map-style")
+    return len(dataset)
 
 
 class Compose:

@@ -25,12 +25,17 @@ import math
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import AfterValidator, BeforeValidator, Field
 
 from torchyard.errors import ConfigError, did_you_mean
 from torchyard.params import ParamsModel
+
+if TYPE_CHECKING:
+    import torch
+
+    from torchyard.config import OptimizerSpec, SchedulerSpec
 
 __all__ = [
     "Duration",
@@ -38,7 +43,10 @@ __all__ = [
     "ParamGroupConfig",
     "TrainingLength",
     "WarmupConfig",
+    "build_optimizer",
     "build_param_groups",
+    "build_schedule",
+    "scale_group_lrs",
     "to_steps_or_epochs",
 ]
 
@@ -337,3 +345,91 @@ def preview_schedule(
             if schedule is not None:
                 schedule.after_epoch(0.0)
     return rows
+
+
+# -- building the optimizer and the schedule -----------------------------------------
+
+
+def build_optimizer(spec: OptimizerSpec, model: torch.nn.Module) -> torch.optim.Optimizer:
+    """The optimizer over the model's parameter groups."""
+    from torchyard.factories import build_component
+
+    groups = build_param_groups(
+        model, spec.param_groups, no_decay_on_bias_and_norm=spec.no_weight_decay_on_bias_and_norm
+    )
+    return scale_group_lrs(build_component(spec, groups, where="optimizer"))
+
+
+def scale_group_lrs(optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
+    """Give groups with an ``lr_scale`` their lr: the scale times the
+    optimizer's own lr (known once the optimizer is built)."""
+    for group in optimizer.param_groups:
+        scale = group.pop("lr_scale", None)
+        if scale is None:
+            continue
+        base = optimizer.defaults.get("lr")
+        if not isinstance(base, int | float):
+            raise ConfigError(
+                f"optimizer.param_groups: lr_scale needs an optimizer with a numeric lr, and "
+                f"{type(optimizer).__name__} has none; give the group an lr instead"
+            )
+        group["lr"] = base * scale
+    return optimizer
+
+
+def build_schedule(
+    spec: SchedulerSpec | None,
+    optimizer: torch.optim.Optimizer,
+    length: TrainingLength,
+    mode: str,
+    injected: dict[str, Any] | None = None,
+) -> LRSchedule | None:
+    """The scheduler with its durations in steps or epochs, and its warmup."""
+    from torchyard.factories import build_component
+
+    if spec is None:
+        return None
+    record = spec.record
+    native = record.options["interval"]
+    names = record.options.get("durations", ())
+    values = {n: getattr(spec, n) for n in names}
+    flat = [v for value in values.values() for v in (value if isinstance(value, list) else [value])]
+    interval = native
+    if native == "epoch":
+        in_steps = [v for v in flat if v is not None and needs_steps(v)]
+        if in_steps and spec.interval == "epoch":
+            raise ConfigError(
+                f"scheduler.interval: 'epoch' cannot honour the duration {in_steps[0]!r}; "
+                "give it in whole epochs, or drop interval to step per optimizer step"
+            )
+        if spec.interval == "step" or in_steps:
+            interval = "step"
+    elif spec.interval is not None and spec.interval != native:
+        raise ConfigError(
+            f"scheduler.interval: '{record.name}' steps per {native}; it cannot step per {spec.interval}"
+        )
+    warmup_steps = 0
+    if spec.warmup is not None:
+        warmup_steps = max(1, round(duration_steps(spec.warmup.duration, "epoch", length)))
+    remaining = max(1, length.steps - warmup_steps)
+    unit: Literal["epoch", "step"] = "epoch" if native == "epoch" else "step"
+    overrides: dict[str, Any] = {}
+    for name, value in values.items():
+        convert = lambda v: to_steps_or_epochs(  # noqa: E731
+            v, native=unit, interval=interval if interval != "metric" else "epoch",
+            length=length, remaining_steps=remaining,
+        )
+        overrides[name] = [convert(v) for v in value] if isinstance(value, list) else convert(value)
+    # a scheduler stepping on the monitored value follows its direction
+    # (ReduceLROnPlateau would otherwise minimize accuracy)
+    context = {"mode": mode} if native == "metric" else {}
+    scheduler = build_component(
+        spec, optimizer, context=context, overrides=overrides, injected=injected, where="scheduler"
+    )
+    return LRSchedule(
+        optimizer,
+        scheduler,
+        interval,
+        warmup_steps=warmup_steps,
+        warmup_start_factor=spec.warmup.start_factor if spec.warmup else 0.01,
+    )

@@ -29,6 +29,7 @@ from torchyard.errors import ConfigError
 if TYPE_CHECKING:
     from torch.utils.data import Dataset
 
+    from torchyard.config import RunConfig
     from torchyard.data import Predictions
     from torchyard.plugins import PluginHost
 
@@ -40,7 +41,7 @@ class Predictor:
 
     def __init__(
         self,
-        config: Any,
+        config: RunConfig,
         models: list[torch.nn.Module],
         *,
         device: torch.device,
@@ -141,9 +142,10 @@ def load(
     from torchyard.checkpoint import load_checkpoint
     from torchyard.config import validate_config
     from torchyard.device import resolve_device
+    from torchyard.factories import build_component
     from torchyard.pipeline import resolve_checkpoints
     from torchyard.plugins import get_host
-    from torchyard.run import build_component, with_resolved
+    from torchyard.run import with_resolved
 
     host = host if host is not None else get_host()
     checkpoints = resolve_checkpoints(Path(source))
@@ -155,7 +157,7 @@ def load(
             f"{checkpoints[0]}: this checkpoint does not say how it was trained (written by an "
             "older torchyard?); predict with `torchyard predict CONFIG -c CHECKPOINT` instead"
         )
-    config: Any = validate_config(with_resolved(first["config"], first.get("resolved")), host.registry)
+    config = validate_config(with_resolved(first["config"], first.get("resolved")), host.registry)
     models = []
     for payload in payloads:
         model = build_component(config.model, where="model")
@@ -178,7 +180,7 @@ def load(
     )
 
 
-def _reader(config: Any) -> Any | None:
+def _reader(config: RunConfig) -> Any | None:
     """The dataset's file reader (its ``reader`` option), made with the
     dataset's parameters that it accepts and the config's eval transforms."""
     import inspect

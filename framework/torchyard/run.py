@@ -9,7 +9,6 @@ and returns a :class:`Run`. :mod:`torchyard.loop` trains it.
 from __future__ import annotations
 
 import datetime as _dt
-import inspect
 import json
 import math
 import warnings
@@ -18,17 +17,18 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from pydantic import BaseModel
 from torch.utils.data import DataLoader, Dataset
 
+from torchyard import kinds
 from torchyard.config import (
-    COMPONENT_SECTIONS,
+    LoaderConfig,
+    RunConfig,
+    TrainerConfig,
     jsonable_config,
     metric_key,
-    record_of,
     resolve_monitor,
 )
-from torchyard.data import Compose, DataBundle
+from torchyard.data import Compose, DataBundle, length
 from torchyard.device import (
     Precision,
     resolve_device,
@@ -37,27 +37,28 @@ from torchyard.device import (
     set_deterministic,
 )
 from torchyard.errors import ConfigError, DataError
+from torchyard.factories import accepted_parameters, build_component, first_line
 from torchyard.files import atomic_write
 from torchyard.metric import Metric
 from torchyard.optim import (
     LRSchedule,
     TrainingLength,
-    build_param_groups,
-    duration_steps,
-    needs_steps,
+    build_optimizer,
+    build_schedule,
     preview_schedule,
-    to_steps_or_epochs,
+    scale_group_lrs,
 )
-from torchyard.params import params_to_kwargs
 from torchyard.plugins import PluginHost
 
 __all__ = [
     "Run",
-    "build_component",
+    "build_data",
     "build_run",
     "choose_run_dir",
     "create_run_dir",
     "make_loader",
+    "preview_lr",
+    "setup_device",
     "steps_per_epoch",
     "write_resolved_config",
 ]
@@ -67,7 +68,7 @@ __all__ = [
 class Run:
     """Everything a training run is made of; lifecycle hooks receive it."""
 
-    config: BaseModel
+    config: RunConfig
     out_dir: Path
     host: PluginHost
     device: torch.device
@@ -90,12 +91,12 @@ class Run:
     extras: dict[str, Any] = field(default_factory=dict)
 
     @property
-    def trainer(self) -> Any:
-        return self.config.trainer  # type: ignore[attr-defined]
+    def trainer(self) -> TrainerConfig:
+        return self.config.trainer
 
     @property
-    def loader_config(self) -> Any:
-        return self.config.loader  # type: ignore[attr-defined]
+    def loader_config(self) -> LoaderConfig:
+        return self.config.loader
 
     def loader(self, split: Literal["train", "val", "test"]) -> DataLoader[Any] | None:
         dataset = getattr(self.data, split)
@@ -106,58 +107,8 @@ class Run:
         )
 
 
-def build_component(
-    spec: BaseModel,
-    *args: Any,
-    context: dict[str, Any] | None = None,
-    overrides: dict[str, Any] | None = None,
-    injected: dict[str, Any] | None = None,
-    where: str | None = None,
-) -> Any:
-    """Call a component's factory with its validated params.
-
-    Values in ``context`` fill parameters the factory declares and the
-    config does not set explicitly (``num_classes`` for a model, say);
-    ``overrides`` replace parameters outright (durations converted to
-    steps, say). Section keys that are not the factory's parameters
-    (``log_as``, ``warmup``, ...) are not passed. The context values used
-    are recorded in ``injected``, so the run's ``config.yaml`` states them.
-    A ``ValueError`` or ``TypeError`` from the factory is reported as a
-    config problem of that section.
-    """
-    record = record_of(spec)
-    own = {info.alias or name for name, info in record.params.model_fields.items()}
-    kwargs = {k: v for k, v in params_to_kwargs(spec).items() if k in own}
-    kwargs.update(overrides or {})
-    if context:
-        accepted = accepted_parameters(record.factory)
-        for key, value in context.items():
-            # a run's own config.yaml states the filled-in value, or null
-            if key in accepted and (key not in spec.model_fields_set or kwargs.get(key) is None):
-                kwargs[key] = value
-                if injected is not None:
-                    injected[key] = value
-    try:
-        return record.build(*args, **kwargs)
-    except (ValueError, TypeError) as e:
-        prefix = f"{where}: " if where else ""
-        raise ConfigError(f"{prefix}{record.kind} '{record.name}': {_first_line(e)}") from e
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
-
-
-def accepted_parameters(factory: Any) -> set[str]:
-    try:
-        return set(inspect.signature(factory).parameters)
-    except (TypeError, ValueError):
-        return set()
-
-
 def make_loader(
-    dataset: Dataset[Any], loader: Any, device: torch.device, *, train: bool, seed: int | None = None
+    dataset: Dataset[Any], loader: LoaderConfig, device: torch.device, *, train: bool, seed: int | None = None
 ) -> DataLoader[Any]:
     """The DataLoader of one split.
 
@@ -204,7 +155,7 @@ def make_loader(
             inner = SequentialSampler(dataset)  # type: ignore[arg-type]
         kwargs["sampler"] = ResumableSampler(inner)
     elif world > 1:
-        kwargs["sampler"] = distributed.StridedShard(len(dataset), rank, world)  # type: ignore[arg-type]
+        kwargs["sampler"] = distributed.StridedShard(length(dataset), rank, world)
     return DataLoader(dataset, **kwargs)
 
 
@@ -249,35 +200,33 @@ def create_run_dir(out_dir: Path) -> Path:
     return out_dir
 
 
-def setup_device(config: BaseModel) -> torch.device:
+def setup_device(config: RunConfig) -> torch.device:
     """The device of this process: under torchrun, after joining the process
     group (each process has its own device); else the config's."""
     from torchyard import distributed
 
-    trainer: Any = config.trainer  # type: ignore[attr-defined]
-    return distributed.setup(trainer.device) or resolve_device(trainer.device)
+    return distributed.setup(config.trainer.device) or resolve_device(config.trainer.device)
 
 
-def build_data(config: BaseModel, *, train: bool = True, fold: int = 0) -> tuple[DataBundle, dict[str, Any]]:
+def build_data(config: RunConfig, *, train: bool = True, fold: int = 0) -> tuple[DataBundle, dict[str, Any]]:
     """The dataset, checked, with a ``split`` section's validation part
     carved out (``fold`` picks the pair); and what the split found out
     (``extras``: folds, validation indices, warnings)."""
-    cfg: Any = config
-    data = build_component(cfg.data, context=_transforms(cfg), where="data")
+    data = build_component(config.data, context=_transforms(config), where="data")
     if not isinstance(data, DataBundle):
         raise ConfigError(
-            f"data: dataset '{record_of(cfg.data).name}' returned {type(data).__name__}, "
+            f"data: dataset '{config.data.record.name}' returned {type(data).__name__}, "
             "not a torchyard.data.DataBundle"
         )
     _check_data(data, train=train)
     extras: dict[str, Any] = {}
-    if cfg.split is not None and train:
-        data, extras = _split(data, cfg, fold)
+    if config.split is not None and train:
+        data, extras = _split(data, config, fold)
     return data, extras
 
 
 def build_run(
-    config: BaseModel,
+    config: RunConfig,
     host: PluginHost,
     out_dir: Path,
     *,
@@ -293,7 +242,7 @@ def build_run(
     ``run.extras["folds"]``). ``device``: this process's device, from
     :func:`setup_device` (called here when not given).
     """
-    cfg: Any = config
+    cfg = config
     trainer = cfg.trainer
     if trainer.seed is not None:
         seed_everything(trainer.seed)
@@ -309,14 +258,14 @@ def build_run(
         cfg.model, context=context, injected=resolved.setdefault("model", {}), where="model"
     )
     if not isinstance(model, torch.nn.Module):
-        raise ConfigError(f"model: '{record_of(cfg.model).name}' did not return a torch.nn.Module")
+        raise ConfigError(f"model: '{cfg.model.record.name}' did not return a torch.nn.Module")
     model.to(device)
 
     monitor = resolve_monitor(cfg)
     if train and data.val is None and monitor.startswith("val/"):
         raise ConfigError(
             f"trainer.monitor: '{monitor}' needs a validation split, and dataset "
-            f"'{record_of(cfg.data).name}' has none; monitor 'train/loss' instead"
+            f"'{cfg.data.record.name}' has none; monitor 'train/loss' instead"
         )
     metrics: dict[str, Metric] = {}
     for i, spec in enumerate(cfg.metrics):
@@ -367,27 +316,26 @@ def build_run(
     )
 
 
-def _transforms(cfg: Any) -> dict[str, Any]:
+def _transforms(cfg: RunConfig) -> dict[str, Any]:
     """The composed train and eval transforms, as dataset-factory context."""
     context = {}
-    for split in ("train", "eval"):
-        specs = getattr(cfg.transforms, split)
+    for split, specs in (("train", cfg.transforms.train), ("eval", cfg.transforms.eval)):
         if specs:
             context[f"{split}_transform"] = Compose(
                 [build_component(spec, where=f"transforms.{split}.{i}") for i, spec in enumerate(specs)]
             )
     if context:
-        accepted = accepted_parameters(record_of(cfg.data).factory)
+        accepted = accepted_parameters(cfg.data.record.factory)
         for key in context:
             if key not in accepted:
                 raise ConfigError(
                     f"transforms.{key.removesuffix('_transform')}: dataset "
-                    f"'{record_of(cfg.data).name}' takes no {key} parameter"
+                    f"'{cfg.data.record.name}' takes no {key} parameter"
                 )
     return context
 
 
-def _split(data: DataBundle, cfg: Any, fold: int) -> tuple[DataBundle, dict[str, Any]]:
+def _split(data: DataBundle, cfg: RunConfig, fold: int) -> tuple[DataBundle, dict[str, Any]]:
     """Carve the validation part out of ``data.train`` as ``cfg.split`` says."""
     import dataclasses
 
@@ -397,11 +345,13 @@ def _split(data: DataBundle, cfg: Any, fold: int) -> tuple[DataBundle, dict[str,
 
     if data.val is not None:
         raise ConfigError(
-            f"split: dataset '{record_of(cfg.data).name}' makes its own validation split; "
+            f"split: dataset '{cfg.data.record.name}' makes its own validation split; "
             "drop the split section, or configure the dataset to leave validation to it"
         )
-    n = len(data.train)  # type: ignore[arg-type]
-    pairs, warnings = make_splits(cfg.split, data.train_targets, data.groups, n)
+    how = cfg.split
+    assert how is not None  # the caller checked
+    n = length(data.train)
+    pairs, warnings = make_splits(how, data.train_targets, data.groups, n)
     if not 0 <= fold < len(pairs):
         raise ConfigError(f"split: fold {fold} is out of range ({len(pairs)} folds)")
     train_idx, val_idx = pairs[fold]
@@ -419,7 +369,7 @@ def _split(data: DataBundle, cfg: Any, fold: int) -> tuple[DataBundle, dict[str,
         "n_labelled": n,
         "n_train": len(train_idx),
         "folds": len(pairs),
-        "fold": cfg.split.fold if cfg.split.fold is not None else fold,
+        "fold": how.fold if how.fold is not None else fold,
         "val_indices": val_idx,
         "val_targets": [targets[i] for i in val_idx] if targets is not None else None,
         "split_warnings": warnings,
@@ -429,94 +379,13 @@ def _split(data: DataBundle, cfg: Any, fold: int) -> tuple[DataBundle, dict[str,
     return split, extras
 
 
-def build_optimizer(spec: Any, model: torch.nn.Module) -> torch.optim.Optimizer:
-    """The optimizer over the model's parameter groups (see torchyard.optim)."""
-    groups = build_param_groups(
-        model, spec.param_groups, no_decay_on_bias_and_norm=spec.no_weight_decay_on_bias_and_norm
-    )
-    return scale_group_lrs(build_component(spec, groups, where="optimizer"))
-
-
-def scale_group_lrs(optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
-    """Give groups with an ``lr_scale`` their lr: the scale times the
-    optimizer's own lr (known once the optimizer is built)."""
-    for group in optimizer.param_groups:
-        scale = group.pop("lr_scale", None)
-        if scale is None:
-            continue
-        base = optimizer.defaults.get("lr")
-        if not isinstance(base, int | float):
-            raise ConfigError(
-                f"optimizer.param_groups: lr_scale needs an optimizer with a numeric lr, and "
-                f"{type(optimizer).__name__} has none; give the group an lr instead"
-            )
-        group["lr"] = base * scale
-    return optimizer
-
-
-def build_schedule(
-    spec: Any,
-    optimizer: torch.optim.Optimizer,
-    length: TrainingLength,
-    mode: str,
-    injected: dict[str, Any] | None = None,
-) -> LRSchedule | None:
-    """The scheduler with its durations in steps or epochs, and its warmup."""
-    if spec is None:
-        return None
-    record = record_of(spec)
-    native = record.options["interval"]
-    names = record.options.get("durations", ())
-    values = {n: getattr(spec, n) for n in names}
-    flat = [v for value in values.values() for v in (value if isinstance(value, list) else [value])]
-    interval = native
-    if native == "epoch":
-        in_steps = [v for v in flat if v is not None and needs_steps(v)]
-        if in_steps and spec.interval == "epoch":
-            raise ConfigError(
-                f"scheduler.interval: 'epoch' cannot honour the duration {in_steps[0]!r}; "
-                "give it in whole epochs, or drop interval to step per optimizer step"
-            )
-        if spec.interval == "step" or in_steps:
-            interval = "step"
-    elif spec.interval is not None and spec.interval != native:
-        raise ConfigError(
-            f"scheduler.interval: '{record.name}' steps per {native}; it cannot step per {spec.interval}"
-        )
-    warmup_steps = 0
-    if spec.warmup is not None:
-        warmup_steps = max(1, round(duration_steps(spec.warmup.duration, "epoch", length)))
-    remaining = max(1, length.steps - warmup_steps)
-    unit = "epoch" if native == "epoch" else "step"
-    overrides: dict[str, Any] = {}
-    for name, value in values.items():
-        convert = lambda v: to_steps_or_epochs(  # noqa: E731
-            v, native=unit, interval=interval if interval != "metric" else "epoch",
-            length=length, remaining_steps=remaining,
-        )
-        overrides[name] = [convert(v) for v in value] if isinstance(value, list) else convert(value)
-    # a scheduler stepping on the monitored value follows its direction
-    # (ReduceLROnPlateau would otherwise minimize accuracy)
-    context = {"mode": mode} if native == "metric" else {}
-    scheduler = build_component(
-        spec, optimizer, context=context, overrides=overrides, injected=injected, where="scheduler"
-    )
-    return LRSchedule(
-        optimizer,
-        scheduler,
-        interval,
-        warmup_steps=warmup_steps,
-        warmup_start_factor=spec.warmup.start_factor if spec.warmup else 0.01,
-    )
-
-
-def preview_lr(config: BaseModel) -> tuple[list[tuple[int, int, list[float]]], TrainingLength]:
+def preview_lr(config: RunConfig) -> tuple[list[tuple[int, int, list[float]]], TrainingLength]:
     """The learning rate of every parameter group at every optimizer step
     (:func:`torchyard.optim.preview_schedule`), without a model: the data
     gives the training split's length, and the optimizer is built over one
     stand-in parameter per group of ``optimizer.param_groups`` (frozen ones
     left out), then one for the default group."""
-    cfg: Any = config
+    cfg = config
     data, _ = build_data(config)
     length = TrainingLength(cfg.trainer.max_epochs, steps_per_epoch(data, cfg))
     groups: list[dict[str, Any]] = []
@@ -539,7 +408,7 @@ def preview_lr(config: BaseModel) -> tuple[list[tuple[int, int, list[float]]], T
     return preview_schedule(schedule, optimizer, length), length
 
 
-def steps_per_epoch(data: DataBundle, config: Any) -> int:
+def steps_per_epoch(data: DataBundle, config: RunConfig) -> int:
     """Optimizer steps per epoch, as the loop will take them."""
     trainer = config.trainer
     batches = len(make_loader(data.train, config.loader, torch.device("cpu"), train=True))
@@ -549,7 +418,7 @@ def steps_per_epoch(data: DataBundle, config: Any) -> int:
 
 
 def _probe(
-    cfg: Any,
+    cfg: RunConfig,
     data: DataBundle,
     model: torch.nn.Module,
     loss_fn: Any,
@@ -567,7 +436,7 @@ def _probe(
     from torchyard.inference import forward, output_kind
 
     dataset = data.val if data.val is not None else data.train
-    loader = DataLoader(dataset, batch_size=min(8, len(dataset)), generator=torch.Generator())  # type: ignore[arg-type]
+    loader = DataLoader(dataset, batch_size=min(8, length(dataset)), generator=torch.Generator())
     batch = next(iter(loader))
     try:
         outputs, targets, _ = next(
@@ -575,8 +444,8 @@ def _probe(
         )
     except Exception as e:  # noqa: BLE001 - any failure here is the config's
         raise ConfigError(
-            f"model: '{record_of(cfg.model).name}' cannot take the data's inputs of shape "
-            f"{tuple(batch[0].shape)}: {_first_line(e)}"
+            f"model: '{cfg.model.record.name}' cannot take the data's inputs of shape "
+            f"{tuple(batch[0].shape)}: {first_line(e)}"
         ) from e
     assert targets is not None  # a labelled split
     width = outputs.shape[-1] if outputs.ndim == 2 else 1
@@ -591,8 +460,8 @@ def _probe(
             loss_fn(outputs, targets)
         except Exception as e:  # noqa: BLE001
             raise ConfigError(
-                f"loss: '{record_of(cfg.loss).name}' cannot take outputs of shape "
-                f"{tuple(outputs.shape)} with these targets: {_first_line(e)}"
+                f"loss: '{cfg.loss.record.name}' cannot take outputs of shape "
+                f"{tuple(outputs.shape)} with these targets: {first_line(e)}"
             ) from e
         for i, (spec, metric) in enumerate(zip(cfg.metrics, metrics.values(), strict=True)):
             try:
@@ -603,10 +472,10 @@ def _probe(
             except Exception as e:  # noqa: BLE001
                 hint = ""
                 if "num_classes" in spec.model_fields_set:
-                    hint = f" (its num_classes is {spec.num_classes}; the data has {classes})"
+                    hint = f" (its num_classes is {getattr(spec, 'num_classes', None)}; the data has {classes})"
                 raise ConfigError(
-                    f"metrics.{i}: '{record_of(spec).name}' cannot take these outputs and "
-                    f"targets{hint}: {_first_line(e)}"
+                    f"metrics.{i}: '{spec.record.name}' cannot take these outputs and "
+                    f"targets{hint}: {first_line(e)}"
                 ) from e
             finally:
                 metric.reset()
@@ -615,11 +484,11 @@ def _probe(
 def _check_data(data: DataBundle, *, train: bool) -> None:
     for split in ("train", "val", "test") if train else ("test",):
         dataset = getattr(data, split)
-        if dataset is not None and len(dataset) == 0:
+        if dataset is not None and length(dataset, f"data: the {split} split") == 0:
             raise DataError(f"data: the {split} split is empty")
-    if data.test is not None and data.test_ids is not None and len(data.test_ids) != len(data.test):
+    if data.test is not None and data.test_ids is not None and len(data.test_ids) != length(data.test):
         raise DataError(
-            f"data: {len(data.test_ids)} test ids for {len(data.test)} test samples"
+            f"data: {len(data.test_ids)} test ids for {length(data.test)} test samples"
         )
     if data.task == "classification" and data.num_classes is not None and data.train_targets is not None:
         targets = torch.as_tensor(list(data.train_targets))
@@ -642,7 +511,7 @@ def _resolve_mode(mode: str, monitor: str, metrics: dict[str, Metric]) -> Litera
 
 
 def write_resolved_config(
-    run_dir: Path, config: BaseModel, resolved: dict[str, dict[str, Any]] | None = None
+    run_dir: Path, config: RunConfig, resolved: dict[str, dict[str, Any]] | None = None
 ) -> Path:
     """Save the validated config as ``config.yaml``: defaults and the values
     filled in from the data (``resolved``) written out, so running it again
@@ -665,7 +534,8 @@ def with_resolved(data: dict[str, Any], resolved: dict[str, dict[str, Any]] | No
         for part in section.split("."):
             node = node[int(part)] if isinstance(node, list) else node[part]
         node.update(json.loads(json.dumps(values, default=list)))
-    for section in COMPONENT_SECTIONS:  # `name` first: it is what a reader looks for
+    # `name` first: it is what a reader looks for
+    for section in (s.name for k in kinds.TABLE for s in k.sections if s.shape in ("single", "optional", "list")):
         specs = data.get(section)
         for spec in specs if isinstance(specs, list) else [specs]:
             if isinstance(spec, dict) and "name" in spec:

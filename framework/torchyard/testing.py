@@ -130,7 +130,7 @@ def _build(record: ComponentRecord, params: dict[str, Any], *args: Any, context:
 
     validated = record.params.model_validate(params)
     kwargs = params_to_kwargs(validated)
-    from torchyard.run import accepted_parameters
+    from torchyard.factories import accepted_parameters
 
     accepted = accepted_parameters(record.factory)
     for key, value in (context or {}).items():

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -17,6 +17,9 @@ from torchyard.cli._common import (
     user_errors,
 )
 
+if TYPE_CHECKING:
+    from torchyard.config import RunConfig
+
 
 def register(app: typer.Typer) -> None:
     app.command("check")(check)
@@ -25,16 +28,16 @@ def register(app: typer.Typer) -> None:
     app.command("lr")(preview_lr)
 
 
-def _load(config_path: Path, overrides: list[str] | None) -> Any:
-    from torchyard.config import load_config
+def _load(config_path: Path, overrides: list[str] | None) -> RunConfig:
+    from torchyard.api import load_run_config
 
-    return load_config(config_path, host().registry, overrides or [])
+    return load_run_config(config_path, overrides or (), host=host())[0]
 
 
 @user_errors
 def check(config_path: ConfigArg, overrides: SetOpt = None) -> None:
     """Validate a config: every section, every component's params, the device."""
-    from torchyard.config import COMPONENT_SECTIONS, record_of, resolve_monitor
+    from torchyard.config import COMPONENT_SECTIONS, resolve_monitor
 
     config = _load(config_path, overrides)
     from torchyard.device import (  # imports torch: after the config
@@ -50,7 +53,7 @@ def check(config_path: ConfigArg, overrides: SetOpt = None) -> None:
         if value is None:
             continue
         specs = value if isinstance(value, list) else [value]
-        names = ", ".join(record_of(s).name for s in specs) or "-"
+        names = ", ".join(s.record.name for s in specs) or "-"
         parts.append(f"{section}: {names}")
     typer.echo(f"{config_path}: ok")
     typer.echo("  " + "; ".join(parts))
