@@ -94,12 +94,16 @@ def test_list_accepts_every_word_for_every_kind(cli: Any, kind: str, word: str) 
 def test_docs_name_every_kind() -> None:
     concepts = (ROOT / "docs" / "concepts.md").read_text()
     cli_md = (ROOT / "docs" / "cli.md").read_text()
-    rows = {line.split("|")[1].strip(): line.split("|")[2] for line in concepts.splitlines() if line.startswith("| `")}
+    rows = {
+        cells[1].strip(): cells[2:4] for cells in (line.split("|") for line in concepts.splitlines() if line.startswith("| `"))
+    }
     list_doc = cli_md.split("## torchyard list")[1].split("## torchyard show")[0]
     for kind in kinds.TABLE:
         assert f"`{kind.name}`" in rows, f"docs/concepts.md's table of kinds has no row for {kind.name}"
+        sections, returns = rows[f"`{kind.name}`"]
         for section in kind.sections:
-            assert f"`{section.name}`" in rows[f"`{kind.name}`"], (kind.name, section.name)
+            assert f"`{section.name}`" in sections, (kind.name, section.name)
+        assert returns.strip() == kind.summary
         assert f"`{kind.name}`" in list_doc, f"docs/cli.md's list does not name {kind.name}"
 
 

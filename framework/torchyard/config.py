@@ -302,7 +302,7 @@ def _walk(section: Section, value: Any, get: Callable[[Any, str], Any]) -> list[
     if section.shape == "splits":
         return [s for key, _ in section.splits for s in as_list(get(value, key))] if value is not None else []
     if section.shape == "views":
-        return [s for view in value for s in as_list(view)] if isinstance(value, list) else []
+        return [s for view in value for s in (view if isinstance(view, list) else [view])] if isinstance(value, list) else []
     return as_list(value)
 
 
