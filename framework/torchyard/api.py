@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any
 from torchyard.errors import ConfigError
 
 if TYPE_CHECKING:
+    import torch
+
     from torchyard.config import RunConfig
     from torchyard.console import Reporter
     from torchyard.plugins import PluginHost
@@ -119,18 +121,16 @@ def train(
     finished = False
     try:
         with _threads(trainer.num_threads):
+            job = _Job(validated, name, out_path, overwrite, reporter, device, _host(host))
             if is_kfold(validated):
                 if resume is not None:
                     raise ConfigError(
                         "--resume: k-fold runs cannot be resumed as a whole; train the remaining "
                         "folds one by one with --set split.fold=K"
                     )
-                result = _train_folds(validated, name, out_path, overwrite, reporter, device, host)
+                result = _train_folds(job)
             else:
-                result = _train_single(
-                    validated, name, out_path, overwrite, reporter, device, host,
-                    None if resume is None else str(resume), allow_changes,
-                )
+                result = _train_single(job, None if resume is None else str(resume), allow_changes)
         finished = True
     except TrainingInterrupted:
         finished = True  # every process stopped at the same step
@@ -140,28 +140,35 @@ def train(
     return result
 
 
-def _train_single(
-    config: RunConfig,
-    name: Path,
-    out: Path | None,
-    overwrite: bool,
-    reporter: Reporter,
-    device: Any,
-    host: PluginHost | None,
-    resume: str | None,
-    allow_changes: bool,
-) -> RunResult:
+@dataclass
+class _Job:
+    """What a training command was asked to do, as :func:`train` settled it."""
+
+    config: RunConfig
+    #: the config file (or ``run`` for a mapping): runs go to runs/<its stem>/
+    name: Path
+    out: Path | None
+    overwrite: bool
+    reporter: Reporter
+    device: torch.device
+    host: PluginHost
+
+
+def _train_single(job: _Job, resume: str | None, allow_changes: bool) -> RunResult:
     from torchyard import distributed
     from torchyard.pipeline import fit_and_submit
     from torchyard.resume import copy_best, resume_point, resume_target
     from torchyard.run import build_run, create_run_dir, write_resolved_config
 
+    config, reporter = job.config, job.reporter
     payload, source = None, None
     if resume is not None:
-        out_dir, payload, source = resume_target(config, name, out, overwrite, resume, allow_changes, reporter)
+        out_dir, payload, source = resume_target(
+            config, job.name, job.out, job.overwrite, resume, allow_changes, reporter
+        )
     else:
-        out_dir = _run_dir(out, name, overwrite)
-    run = build_run(config, _host(host), out_dir, device=device)
+        out_dir = _run_dir(job.out, job.name, job.overwrite)
+    run = build_run(config, job.host, out_dir, device=job.device)
     _warn_split(reporter, run.extras)
     if distributed.is_main():
         create_run_dir(out_dir)
@@ -179,23 +186,16 @@ def _train_single(
     return _result(out_dir, summary, _read_rows(out_dir / "metrics.csv"))
 
 
-def _train_folds(
-    config: RunConfig,
-    name: Path,
-    out: Path | None,
-    overwrite: bool,
-    reporter: Reporter,
-    device: Any,
-    host: PluginHost | None,
-) -> RunResult:
+def _train_folds(job: _Job) -> RunResult:
     from torchyard import distributed
     from torchyard.kfold import fit_folds
     from torchyard.run import build_run, create_run_dir, write_resolved_config
 
-    out_dir = _run_dir(out, name, overwrite)
+    config, reporter = job.config, job.reporter
+    out_dir = _run_dir(job.out, job.name, job.overwrite)
 
     def build_fold(k: int) -> Any:
-        return build_run(config, _host(host), out_dir / f"fold_{k}", fold=k, device=device)
+        return build_run(config, job.host, out_dir / f"fold_{k}", fold=k, device=job.device)
 
     first = build_fold(0)  # built (and checked) before anything is written, and trained as is
     _warn_split(reporter, first.extras)
