@@ -123,7 +123,7 @@ def test_a_metric_that_forgets_reset_is_caught(empty_host: PluginHost) -> None:
         check_plugin(Plugin(), name="sticky-plugin")
 
 
-@pytest.mark.parametrize("kind", ["classes", "binary", "multilabel", "values", "ranking"])
+@pytest.mark.parametrize("kind", ["classification", "binary", "multilabel", "regression", "ranking", "classes", "values"])
 def test_random_batches_have_matching_lengths(kind: str) -> None:
     outputs, targets = random_batch(kind, n=10)
     assert len(outputs) == len(targets) == 10

@@ -143,7 +143,7 @@ def test_the_grown_schemas_are_as_the_page_says(monkeypatch: pytest.MonkeyPatch,
         beta = get("loss", "confidence_penalty").params.model_fields["beta"]
         assert beta.description == "Weight of the entropy bonus; 0 is plain cross-entropy."
         log_cosh = get("loss", "log_cosh")
-        assert log_cosh.targets == "values" and log_cosh.params.__name__ == "LogCoshParams"
+        assert log_cosh.targets == "regression" and log_cosh.params.__name__ == "LogCoshParams"
         margin = get("loss", "multi_margin").params
         assert set(margin.model_fields) == {"p", "margin", "reduction"}
         assert margin.model_fields["p"].description == "1: hinge loss, 2: squared hinge loss."

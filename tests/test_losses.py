@@ -36,13 +36,13 @@ def _logits(n: int = 16, c: int = CLASSES, seed: int = 0) -> tuple[torch.Tensor,
 def _inputs(targets: str, scale: float, n: int = 12) -> tuple[torch.Tensor, torch.Tensor]:
     """Random outputs and targets of the kind a loss declares (see TARGET_KINDS)."""
     g = torch.Generator().manual_seed(1)
-    if targets == "classes":
+    if targets == "classification":
         return torch.randn(n, CLASSES, generator=g) * scale, torch.randint(0, CLASSES, (n,), generator=g)
     if targets == "binary":
         return torch.randn(n, generator=g) * scale, torch.randint(0, 2, (n,), generator=g).float()
     if targets == "multilabel":
         return torch.randn(n, CLASSES, generator=g) * scale, torch.randint(0, 2, (n, CLASSES), generator=g).float()
-    if targets == "values":
+    if targets == "regression":
         return torch.randn(n, 1, generator=g) * scale, torch.randn(n, generator=g)
     if targets == "ranking":
         return torch.randn(n, 6, generator=g) * scale, torch.randint(0, 4, (n, 6), generator=g).float()

@@ -34,13 +34,13 @@ def batch(kind: str, seed: int, n: int = 240) -> tuple[torch.Tensor, torch.Tenso
     """Random outputs and targets of a targets kind, every class present."""
     g = torch.Generator().manual_seed(seed)
     order = torch.randperm(n, generator=g)
-    if kind == "classes":
+    if kind == "classification":
         return torch.randn(n, 7, generator=g), order % 7
     if kind == "binary":
         return torch.randn(n, 1, generator=g), (order % 2).float()
     if kind == "multilabel":
         return torch.randn(n, 4, generator=g), (torch.rand(n, 4, generator=g) < 0.5).float()
-    if kind == "values":
+    if kind == "regression":
         return torch.randn(n, 1, generator=g), torch.randn(n, generator=g) * 3 + 1
     if kind == "ranking":
         return torch.randn(n, 12, generator=g), torch.randint(0, 4, (n, 12), generator=g).float()

@@ -146,20 +146,32 @@ def test_unknown_registration_option_is_refused(empty_host: PluginHost) -> None:
 
 
 def test_loss_target_kind_option(empty_host: PluginHost) -> None:
-    empty_host.add_plugin(LossPlugin("l1", targets="values"), "p")
-    assert empty_host.registry.get("loss", "l1").targets == "values"
+    empty_host.add_plugin(LossPlugin("l1", targets="values"), "p")  # the earlier name of regression
+    assert empty_host.registry.get("loss", "l1").targets == "regression"
+    empty_host.add_plugin(LossPlugin("l3", targets=("binary", "multilabel")), "r")
+    assert empty_host.registry.get("loss", "l3").tasks == ("binary", "multilabel")
     bad = empty_host.add_plugin(LossPlugin("l2", targets="pixels"), "q")
-    assert "option 'targets' must be one of 'classes'" in (bad.error or "")
+    assert "option 'targets' must be one of 'classification'" in (bad.error or "")
 
 
-def test_writers_take_no_options(empty_host: PluginHost) -> None:
+def test_writers_declare_the_tasks_they_write(empty_host: PluginHost) -> None:
     class Plugin:
         @torchyard.hookimpl
         def register_writers(self, register: Any) -> None:
-            register("w", "x.y:Z", targets="values")
+            register("w", "x.y:Z", targets="multilabel")
+            register("any", "x.y:Z")
 
-    info = empty_host.add_plugin(Plugin(), "p")
-    assert "unknown option 'targets' (a writer takes no options)" in (info.error or "")
+    assert empty_host.add_plugin(Plugin(), "p").status == "ok"
+    assert empty_host.registry.get("writer", "w").tasks == ("multilabel",)
+    assert empty_host.registry.get("writer", "any").tasks == ()  # any task
+
+    class Bad:
+        @torchyard.hookimpl
+        def register_writers(self, register: Any) -> None:
+            register("w", "x.y:Z", interval="epoch")
+
+    info = empty_host.add_plugin(Bad(), "q")
+    assert "unknown option 'interval' (a writer takes targets)" in (info.error or "")
 
 
 def test_import_path_is_resolved_only_on_use(empty_host: PluginHost) -> None:

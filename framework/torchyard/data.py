@@ -61,8 +61,15 @@ class DataBundle:
     test: Dataset[Any] | None = None
     #: One id per test sample, in order: the submission's id column.
     test_ids: Sequence[Any] | None = None
-    task: Literal["classification", "regression"] = "classification"
+    #: What the targets are (see :data:`torchyard.kinds.TASKS`):
+    #: ``classification`` (class indices), ``binary`` (0/1), ``multilabel``
+    #: (multi-hot rows), ``regression`` (floats) or ``ranking`` (relevance
+    #: per item, -1 for padding).
+    task: str = "classification"
+    #: Classes (classification), labels (multilabel), or for regression the
+    #: number of target columns; offered to factories as ``num_classes``.
     num_classes: int | None = None
+    #: Names of the classes or labels (regression: of the target columns).
     class_names: Sequence[str] | None = None
     #: The shape of one input sample, e.g. ``(1, 8, 8)``.
     input_shape: tuple[int, ...] | None = None
@@ -77,6 +84,20 @@ class DataBundle:
     #: folds carved out of ``train`` by a ``split`` section are taken from
     #: here. Default: ``train`` itself.
     train_eval: Dataset[Any] | None = field(default=None, repr=False)
+    #: More values offered to model, loss and metric factories that ask for
+    #: them by parameter name (a tabular dataset's ``cardinalities``, say).
+    extra_context: dict[str, Any] = field(default_factory=dict, repr=False)
+    #: Preprocessing learnt from the training part only, after the split (a
+    #: tabular dataset's encoders and scalers): an object with
+    #: ``fit(indices)``, ``state_dict()`` and ``load_state_dict(state)``.
+    #: torchyard calls ``fit`` with the indices into ``train`` that train
+    #: (each fold's, in k-fold) before any sample is read, keeps
+    #: ``state_dict()`` in every checkpoint, and calls ``load_state_dict``
+    #: when it predicts from a checkpoint. The splits read through it.
+    fitted: Any | None = field(default=None, repr=False)
+    #: Extras about the test samples handed to writers as
+    #: ``Predictions.meta`` (a ranking dataset's item ids per query, say).
+    test_meta: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
     def in_channels(self) -> int | None:
@@ -89,6 +110,7 @@ class DataBundle:
             "num_classes": self.num_classes,
             "in_channels": self.in_channels,
             "input_shape": self.input_shape,
+            **self.extra_context,
         }
         return {k: v for k, v in values.items() if v is not None}
 
@@ -98,61 +120,50 @@ class Predictions:
     """Model outputs on the test split, ready for a submission writer.
 
     ``outputs`` holds what :attr:`kind` says: the model's raw ``logits``
-    (one column per class, or one binary logit), class ``probabilities``
-    (when test-time augmentation, checkpoints or folds were averaged), or
-    regression ``values``. Writers should read :attr:`probabilities`,
-    :attr:`labels` or :meth:`label_names`, which are right for every kind.
+    (one column per class, one binary logit, or one per label), class
+    ``probabilities`` (when test-time augmentation, checkpoints or folds
+    were averaged), or ``values`` (regression values, ranking scores).
+    Writers should read :attr:`probabilities`, :attr:`labels` or
+    :meth:`label_names`: the run's task (:attr:`rules`) decodes them right
+    for every task and kind.
     """
 
     ids: list[Any]
     #: Shape ``(n, k)``; see :attr:`kind`.
     outputs: np.ndarray
-    task: Literal["classification", "regression"] = "classification"
+    #: The task's name (see :data:`torchyard.kinds.TASKS`).
+    task: str = "classification"
     class_names: Sequence[str] | None = None
     kind: Literal["logits", "probabilities", "values"] = "logits"
+    #: Extras about the test samples from the dataset (``DataBundle.test_meta``).
+    meta: dict[str, Any] = field(default_factory=dict, repr=False)
+    #: The task's rules (a :class:`torchyard.tasks.Task`); unset: the
+    #: defaults of single-label classification, and values passed through.
+    rules: Any = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.task == "regression" and self.kind != "values":
             self.kind = "values"
+        if self.rules is None:
+            from torchyard.tasks import Task
 
-    @property
-    def single_logit(self) -> bool:
-        """A binary classifier with one output per sample (a logit)."""
-        return self.kind == "logits" and self.outputs.reshape(len(self.outputs), -1).shape[1] == 1
+            self.rules = Task()
 
     @property
     def probabilities(self) -> np.ndarray:
-        """Class probabilities, ``(n, classes)``: softmax of logits, or
-        ``[1 - sigmoid, sigmoid]`` for a single binary logit; averaged
-        probabilities as they are.
+        """Class (or label) probabilities, ``(n, k)``.
 
-        :raises ValueError: regression values have no class probabilities.
+        :raises ValueError: the task's outputs are values, not classes.
         """
-        if self.kind == "values":
-            raise ValueError("regression values have no class probabilities")
-        if self.kind == "probabilities":
-            return self.outputs
-        if self.single_logit:
-            p = 1.0 / (1.0 + np.exp(-self.outputs.reshape(-1)))
-            return np.stack([1.0 - p, p], axis=1)
-        z = self.outputs - self.outputs.max(axis=1, keepdims=True)
-        e = np.exp(z)
-        return e / e.sum(axis=1, keepdims=True)
+        return np.asarray(self.rules.probabilities(self.outputs, self.kind))
 
     @property
     def labels(self) -> np.ndarray:
-        """Predicted class indices (a single logit: 1 when positive), or the
-        regression values."""
-        flat = self.outputs.reshape(len(self.outputs), -1)
-        if self.kind == "values":
-            return flat[:, 0]
-        if self.single_logit:
-            return (flat[:, 0] > 0).astype(np.int64)
-        return np.asarray(flat.argmax(axis=1))
+        """What the task predicts: class indices, 0/1 (binary), multi-hot
+        rows (multi-label), values (regression)."""
+        return np.asarray(self.rules.labels(self.outputs, self.kind))
 
     def label_names(self) -> list[Any]:
-        """Predicted class names when known, else class indices."""
-        labels = self.labels.tolist()
-        if self.class_names is None or self.kind == "values":
-            return labels
-        return [self.class_names[i] for i in labels]
+        """:attr:`labels` with class names where the data has them (a list
+        of names per sample for multi-label)."""
+        return list(self.rules.label_names(self.labels, self.class_names))

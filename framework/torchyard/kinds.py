@@ -26,6 +26,8 @@ __all__ = [
     "SCHEDULER_INTERVALS",
     "TABLE",
     "TARGET_KINDS",
+    "TASKS",
+    "TASK_ALIASES",
     "Kind",
     "Option",
     "Section",
@@ -33,6 +35,7 @@ __all__ = [
     "get",
     "import_object",
     "names",
+    "task_names",
 ]
 
 #: How a config section holds components: ``single`` (required), ``optional``
@@ -43,13 +46,34 @@ Shape = Literal["single", "optional", "list", "splits", "views"]
 #: When each scheduler steps; declared at registration, never guessed from a name.
 SCHEDULER_INTERVALS = ("epoch", "step", "metric")
 
-#: What a loss or metric expects as targets, so generic tests (and the
-#: conformance kit) can feed it the right kind of random input:
-#: ``classes`` -- class indices with (n, C) logits; ``binary`` -- 0/1 floats
-#: with (n,) or (n, 1) logits; ``multilabel`` -- 0/1 floats with (n, C)
-#: logits; ``values`` -- regression targets with (n,) or (n, 1) outputs;
-#: ``ranking`` -- relevance grades with (n, items) scores.
-TARGET_KINDS = ("classes", "binary", "multilabel", "values", "ranking")
+#: The tasks torchyard knows, one vocabulary for datasets (what they yield),
+#: losses, metrics and writers (what they take: their ``targets`` option), and
+#: ``Predictions.task``. Targets and outputs per task:
+#: ``classification`` -- class indices with (n, C) logits; ``binary`` -- 0/1
+#: floats with (n,) or (n, 1) logits; ``multilabel`` -- 0/1 floats (n, C) with
+#: (n, C) logits; ``regression`` -- float targets (n,) or (n, k) with (n, 1) or
+#: (n, k) outputs; ``ranking`` -- relevance grades (queries, items), -1 for
+#: padding, with (queries, items) scores. A ``multihead`` task combines heads
+#: of the others (see torchyard.tasks).
+TASKS = ("classification", "binary", "multilabel", "regression", "ranking")
+
+#: Earlier names of two tasks, still accepted in ``targets=``.
+TASK_ALIASES = {"classes": "classification", "values": "regression"}
+
+#: The ``targets`` option's vocabulary (the task names and their aliases).
+TARGET_KINDS = (*TASKS, *TASK_ALIASES)
+
+
+def task_names(value: Any) -> tuple[str, ...]:
+    """A ``targets`` or ``task`` option as task names: one name or several,
+    aliases resolved."""
+    values = value if isinstance(value, tuple | list) else (value,)
+    return tuple(TASK_ALIASES.get(v, v) for v in values)
+
+
+def _valid_targets(value: Any) -> bool:
+    values = value if isinstance(value, tuple | list) else (value,)
+    return bool(values) and all(isinstance(v, str) and v in TARGET_KINDS for v in values)
 
 _DEPTH = {"single": 1, "optional": 1, "list": 2, "splits": 3, "views": 3}
 
@@ -129,7 +153,9 @@ def _one_of(values: tuple[str, ...]) -> str:
 
 
 def _targets_option() -> Option:
-    return Option("targets", False, lambda v: v in TARGET_KINDS, _one_of(TARGET_KINDS))
+    return Option(
+        "targets", False, _valid_targets, _one_of(TASKS) + " (or a tuple of them)"
+    )
 
 
 def _single(name: str, description: str) -> tuple[Section, ...]:
@@ -172,7 +198,14 @@ TABLE: tuple[Kind, ...] = (
         (it takes those it needs, and ``eval_transform``) that returns a
         callable ``read(path) -> Tensor``.
 
-        :param register: call ``register(name, factory, reader=..., ...)`` once per dataset.
+        The ``task`` option declares what the dataset yields, so ``torchyard
+        check`` can match losses, metrics and writers to it without reading
+        any data: a task name (``"classification"``, the default,
+        ``"binary"``, ``"multilabel"``, ``"regression"``, ``"ranking"``), or a
+        function (or import path) of the dataset's config parameters returning
+        one, for datasets whose task depends on them.
+
+        :param register: call ``register(name, factory, task=..., reader=..., ...)`` once per dataset.
         """,
         sections=_single("data", "The dataset."),
         title="Datasets",
@@ -183,6 +216,12 @@ TABLE: tuple[Kind, ...] = (
                 False,
                 lambda v: callable(v) or (isinstance(v, str) and ":" in v),
                 "a function or an import path 'module:attribute'",
+            ),
+            Option(
+                "task",
+                False,
+                lambda v: callable(v) or (isinstance(v, str) and (v in TARGET_KINDS or ":" in v)),
+                _one_of(TASKS) + ", or a function (or import path) of the params returning one",
             ),
         ),
         conformance="torchyard.testing:_check_dataset",
@@ -195,9 +234,10 @@ TABLE: tuple[Kind, ...] = (
 
         A loss factory returns a callable ``loss(outputs, targets) -> Tensor``
         producing a scalar, usually a ``torch.nn.Module``. The optional
-        ``targets`` option says what targets it expects: ``"classes"`` (class
-        indices, the default), ``"binary"``, ``"multilabel"``, ``"values"``
-        (regression) or ``"ranking"``.
+        ``targets`` option names the task (or tuple of tasks) whose targets it
+        takes: ``"classification"`` (class indices, the default),
+        ``"binary"``, ``"multilabel"``, ``"regression"`` or ``"ranking"``
+        (see :data:`torchyard.kinds.TASKS`).
 
         :param register: call ``register(name, factory, targets=..., ...)`` once per loss.
         """,
@@ -295,12 +335,15 @@ TABLE: tuple[Kind, ...] = (
         A writer that can tell early whether the test ids will fit (a template,
         say) may also implement ``check_ids(ids: list[str]) -> None``, raising
         :class:`torchyard.DataError`; it is called before training starts.
+        The optional ``targets`` option names the task (or tasks) whose
+        predictions it can write; unset, any.
 
-        :param register: call ``register(name, factory, ...)`` once per writer.
+        :param register: call ``register(name, factory, targets=..., ...)`` once per writer.
         """,
         sections=(Section("writer", "optional", "The writer."),),
         title="Submission writers",
         summary="an object with `write(predictions, directory) -> Path`",
+        options=(_targets_option(),),
         conformance="torchyard.testing:_check_writer",
     ),
     Kind(

@@ -100,9 +100,18 @@ class ComponentRecord:
         return self.plugin
 
     @property
+    def tasks(self) -> tuple[str, ...]:
+        """For losses, metrics and writers: the tasks whose targets (or
+        predictions) it takes. Losses and metrics default to
+        classification; writers to every task (empty)."""
+        if "targets" not in self.options:
+            return () if self.kind == "writer" else ("classification",)
+        return kinds.task_names(self.options["targets"])
+
+    @property
     def targets(self) -> str:
-        """For losses and metrics: the kind of targets expected (default ``classes``)."""
-        return str(self.options.get("targets", "classes"))
+        """For losses and metrics: the (first) task whose targets it takes."""
+        return self.tasks[0] if self.tasks else "classification"
 
     @property
     def takes_positional(self) -> bool:

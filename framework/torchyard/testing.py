@@ -44,6 +44,7 @@ from typing import Any
 
 from torchyard import kinds
 from torchyard.errors import TorchyardError
+from torchyard.kinds import TASK_ALIASES
 from torchyard.plugins import PluginHost
 from torchyard.registry import ComponentRecord
 
@@ -61,7 +62,8 @@ def random_batch(targets: str, *, n: int = 24, classes: int = 3, seed: int = 0, 
     import torch
 
     g = torch.Generator().manual_seed(seed)
-    if targets == "classes":
+    targets = TASK_ALIASES.get(targets, targets)
+    if targets == "classification":
         labels = torch.randperm(n, generator=g) % classes
         return torch.randn(n, classes, generator=g) * scale, labels
     if targets == "binary":
@@ -69,7 +71,7 @@ def random_batch(targets: str, *, n: int = 24, classes: int = 3, seed: int = 0, 
         return torch.randn(n, 1, generator=g) * scale, labels
     if targets == "multilabel":
         return torch.randn(n, classes, generator=g) * scale, (torch.rand(n, classes, generator=g) < 0.5).float()
-    if targets == "values":
+    if targets == "regression":
         return torch.randn(n, 1, generator=g) * scale, torch.randn(n, generator=g)
     if targets == "ranking":
         return torch.randn(n, 8, generator=g) * scale, torch.randint(0, 4, (n, 8), generator=g).float()

@@ -1,0 +1,197 @@
+"""Tasks: what differs between classification, regression, multi-label, ...
+
+A :class:`Task` owns every rule that depends on what is being learnt: how
+many outputs the model gives, what the targets must look like, how outputs
+become probabilities and labels, how several outputs for the same samples
+are averaged (test-time augmentation, checkpoints, folds), how a split
+stratifies, and what the end-of-run report shows. The loop, the inference
+path, k-fold and the writers ask the run's task; none of them tests a
+task's name.
+
+Tasks are components of kind ``task``: the built-in ones come from the
+``builtin-tasks`` plugin, and a plugin adds one by registering a subclass
+(``register_tasks``). A dataset declares its task at registration; a
+config's ``task:`` section picks one explicitly and sets its parameters
+(thresholds, heads).
+
+This base class has the rules of single-label classification over logits,
+and passes regression values through; it is also what a
+:class:`~torchyard.data.Predictions` made by hand uses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import torch
+
+    from torchyard.console import Reporter
+    from torchyard.data import DataBundle
+    from torchyard.metric import Metric
+
+__all__ = ["OutputKind", "Task"]
+
+#: What an array of model outputs holds: raw ``logits`` (of classes, of one
+#: binary class, or of labels), ``probabilities`` (after averaging views,
+#: checkpoints or folds), or ``values`` (regression values, ranking scores).
+OutputKind = Literal["logits", "probabilities", "values"]
+
+
+class Task:
+    """The rules of one task. Subclasses override what differs."""
+
+    #: The task's name, one of :data:`torchyard.kinds.TASKS` for the
+    #: built-ins; losses, metrics and writers declare the names they take.
+    name: ClassVar[str] = "classification"
+    #: What the model's outputs are.
+    output_kind: ClassVar[OutputKind] = "logits"
+
+    def __init__(self) -> None:
+        self.num_classes: int | None = None
+        self.class_names: list[str] | None = None
+
+    # -- before training ---------------------------------------------------------
+
+    def bind(self, data: DataBundle) -> None:
+        """Learn what the task needs from the data (called once it is built)."""
+        self.num_classes = data.num_classes
+        self.class_names = list(data.class_names) if data.class_names else None
+
+    def accepts(self, targets: Sequence[str]) -> bool:
+        """Whether a loss or metric taking these tasks' targets fits."""
+        return self.name in targets
+
+    def context(self) -> dict[str, Any]:
+        """Values offered to factories by parameter name (``num_classes``
+        is the number of model outputs)."""
+        return {}
+
+    def check_targets(self, targets: Sequence[Any]) -> str | None:
+        """A problem with the training targets, or None."""
+        if self.num_classes is None or not len(targets):
+            return None
+        values = np.asarray(targets)
+        if values.dtype.kind not in "iu":
+            if values.dtype.kind == "f" and np.all(np.mod(values, 1) == 0):
+                values = values.astype(np.int64)
+            else:
+                return f"training labels must be class indices, got {values.dtype} values"
+        low, high = int(values.min()), int(values.max())
+        if low < 0 or high >= self.num_classes:
+            return (
+                f"training labels span {low}..{high}, outside 0..{self.num_classes - 1} "
+                f"for num_classes={self.num_classes}"
+            )
+        return None
+
+    def check_outputs(self, width: int) -> str | None:
+        """A problem with the model giving ``width`` outputs per sample, or None."""
+        classes = self.num_classes
+        if classes and width not in (classes, 1 if classes == 2 else classes):
+            return (
+                f"model.num_classes: the model gives {width} outputs per sample, but the data has "
+                f"{classes} classes; leave num_classes unset to take it from the data"
+            )
+        return None
+
+    def stratify(self, targets: Sequence[Any]) -> np.ndarray | None:
+        """Labels for a stratified split (one per sample), or None when the
+        task's targets cannot be stratified."""
+        return np.unique(np.asarray(targets), return_inverse=True)[1]
+
+    def loss(self, loss_fn: Any) -> Any:
+        """The loss the loop uses, given the configured one."""
+        return loss_fn
+
+    def metrics(self, metrics: dict[str, Metric]) -> dict[str, Metric]:
+        """The metrics to log, by key, given the configured ones."""
+        return metrics
+
+    # -- outputs -----------------------------------------------------------------
+
+    def to_probabilities(self, outputs: torch.Tensor, kind: OutputKind) -> torch.Tensor:
+        """Class probabilities of ``outputs``: softmax over classes, or
+        ``[1 - sigmoid, sigmoid]`` of a single binary logit.
+
+        :raises ValueError: values have no class probabilities.
+        """
+        import torch
+
+        if kind == "probabilities":
+            return outputs
+        if kind == "values":
+            raise ValueError(f"{self.name} outputs are values, not class probabilities")
+        if outputs.ndim == 1 or outputs.shape[-1] == 1:
+            p = torch.sigmoid(outputs.reshape(-1))
+            return torch.stack([1 - p, p], dim=-1)
+        return torch.softmax(outputs, dim=-1)
+
+    def combine(self, parts: Sequence[tuple[torch.Tensor, OutputKind]]) -> tuple[torch.Tensor, OutputKind]:
+        """The mean of several outputs for the same samples (test-time
+        augmentation views, checkpoints, folds): probabilities for classes,
+        plain means for values.
+
+        :raises ValueError: values mixed with class outputs.
+        """
+        import torch
+
+        if len(parts) == 1:
+            return parts[0]
+        kinds = {kind for _, kind in parts}
+        if kinds == {"values"}:
+            return torch.stack([p for p, _ in parts]).mean(0), "values"
+        if "values" in kinds:
+            raise ValueError("cannot average values with class outputs")
+        return torch.stack([self.to_probabilities(p, kind) for p, kind in parts]).mean(0), "probabilities"
+
+    def probabilities(self, outputs: np.ndarray, kind: OutputKind) -> np.ndarray:
+        """:meth:`to_probabilities` on an array."""
+        import torch
+
+        return self.to_probabilities(torch.from_numpy(np.ascontiguousarray(outputs)), kind).numpy()
+
+    def labels(self, outputs: np.ndarray, kind: OutputKind) -> np.ndarray:
+        """What the task predicts: here the top class (a single logit: 1
+        when positive); values pass through."""
+        flat = outputs.reshape(len(outputs), -1)
+        if kind == "values":
+            return flat[:, 0] if flat.shape[1] == 1 else flat
+        if kind == "logits" and flat.shape[1] == 1:
+            return (flat[:, 0] > 0).astype(np.int64)
+        return np.asarray(flat.argmax(axis=1))
+
+    def label_names(self, labels: np.ndarray, class_names: Sequence[str] | None) -> list[Any]:
+        """``labels`` as class names where known."""
+        values = labels.tolist()
+        if class_names is None or labels.dtype.kind == "f":
+            return list(values)
+        return [class_names[i] for i in values]
+
+    # -- after training ----------------------------------------------------------
+
+    def oof_columns(self, outputs: np.ndarray, kind: OutputKind) -> dict[str, np.ndarray]:
+        """The columns of ``oof.csv`` besides ``index`` and ``target``."""
+        probabilities = self.probabilities(outputs, kind)
+        columns = {"predicted": probabilities.argmax(axis=1)}
+        columns.update({f"prob_{i}": probabilities[:, i] for i in range(probabilities.shape[1])})
+        return columns
+
+    def report(
+        self,
+        directory: Path,
+        outputs: np.ndarray,
+        kind: OutputKind,
+        targets: np.ndarray,
+        rows: Sequence[Mapping[str, Any]],
+        reporter: Reporter | None,
+        title: str,
+    ) -> dict[str, str] | None:
+        """Write the end-of-run report for labelled ``outputs``; return its files."""
+        from torchyard.report import write_report
+
+        return write_report(directory, outputs, targets, self.class_names, rows, reporter, title=title)
