@@ -18,7 +18,7 @@ it and must stay fast.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -67,7 +67,7 @@ TARGET_KINDS = (*TASKS, *TASK_ALIASES)
 def task_names(value: Any) -> tuple[str, ...]:
     """A ``targets`` or ``task`` option as task names: one name or several,
     aliases resolved."""
-    values = value if isinstance(value, tuple | list) else (value,)
+    values: Sequence[str] = value if isinstance(value, tuple | list) else (value,)
     return tuple(TASK_ALIASES.get(v, v) for v in values)
 
 

@@ -7,7 +7,7 @@ k-fold run they are made from the out-of-fold predictions.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ def write_report(
     outputs: np.ndarray,
     targets: np.ndarray,
     class_names: Sequence[str] | None,
-    rows: Sequence[dict[str, Any]],
+    rows: Sequence[Mapping[str, Any]],
     reporter: Reporter | None = None,
     title: str = "per class (validation, best checkpoint)",
 ) -> dict[str, str]:
@@ -92,7 +92,7 @@ def _plot_confusion(matrix: np.ndarray, names: list[str], path: Path) -> Path:
     return _save(figure, path)
 
 
-def _plot_curves(rows: Sequence[dict[str, Any]], path: Path) -> Path:
+def _plot_curves(rows: Sequence[Mapping[str, Any]], path: Path) -> Path:
     plt = _pyplot()
     epochs = [r["epoch"] for r in rows]
     losses = [k for k in rows[0] if k.endswith("/loss")]
