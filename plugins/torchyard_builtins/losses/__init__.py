@@ -40,7 +40,7 @@ def register_losses(register: Any) -> None:
         "bce",
         f"{_HERE}.bce:BCEWithLogits",
         description="Binary cross-entropy on logits: multi-label (n, C), or binary (n,)/(n, 1).",
-        targets="multilabel",
+        targets=("binary", "multilabel"),
     )
     for name, cls, what in (
         ("mse", "MSELoss", "Mean squared error"),
