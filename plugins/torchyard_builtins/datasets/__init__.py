@@ -1,4 +1,4 @@
-"""Built-in datasets: scikit-learn's toy sets, and images from files."""
+"""Built-in datasets: scikit-learn's toy sets, images from files, and tables."""
 
 from __future__ import annotations
 
@@ -10,6 +10,11 @@ import torchyard
 _IMAGE_PARAMS = {"train_transform": None, "eval_transform": None}
 # how a trained run reads new image files (torchyard.load)
 _IMAGE_READER = "torchyard_builtins.datasets.images:image_reader"
+
+
+def _table_task(target_type: str = "classification", **_: Any) -> str:
+    """table_csv's task: its target_type (read without importing the dataset)."""
+    return target_type
 
 
 @torchyard.hookimpl
@@ -35,4 +40,12 @@ def register_datasets(register: Any) -> None:
         reader=_IMAGE_READER,
         description="torchvision's ImageFolder layout: one subfolder of images per class; "
         "test images from a CSV or a folder.",
+    )
+    register(
+        "table_csv",
+        "torchyard_builtins.datasets.tabular:table_csv",
+        task=_table_task,
+        description="A table (.csv or .parquet) of numeric and categorical columns: "
+        "classification, binary, multilabel or regression targets; imputation, scaling and "
+        "category codes fitted on the training part only.",
     )

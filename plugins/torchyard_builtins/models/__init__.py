@@ -19,3 +19,9 @@ def register_models(register: Any) -> None:
         "torchyard_builtins.models.small:MLP",
         description="A multi-layer perceptron on flattened inputs.",
     )
+    register(
+        "tabular_mlp",
+        "torchyard_builtins.models.tabular:TabularMLP",
+        description="For tables: embeddings of the categorical columns beside the numeric ones, "
+        "then an MLP (batch norm, dropout).",
+    )
