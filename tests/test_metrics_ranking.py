@@ -158,8 +158,9 @@ def test_nan_scores_give_nan_for_that_query() -> None:
 
 
 def test_bad_inputs_are_clear_errors() -> None:
-    with pytest.raises(ValueError, match="relevance grades >= 0"):
-        F.ndcg(torch.randn(2, 3), torch.tensor([[0.0, -1.0, 1.0], [0.0, 0.0, 1.0]]))
+    for fn in (F.reciprocal_rank, F.average_precision, F.ndcg):  # -1 is padding, -2 a mistake
+        with pytest.raises(ValueError, match=r"relevance grades must be >= 0 \(or -1 for padding\)"):
+            fn(torch.randn(2, 3), torch.tensor([[0.0, -2.0, 1.0], [0.0, 0.0, 1.0]]))
     with pytest.raises(ValueError, match="targets must be class indices"):
         F.reciprocal_rank(torch.randn(2, 3), torch.zeros(3, 3))
     with pytest.raises(ValueError, match="k must be >= 1"):
@@ -182,3 +183,60 @@ def test_argsort_descending_and_tie_runs(seed: int, levels: int) -> None:
         for p, v in enumerate(row):
             equal = np.flatnonzero(row == v)
             assert (f[p], la[p]) == (equal.min(), equal.max())
+
+
+# -- padding: a ranking dataset pads each query to the longest with relevance -1 --
+
+
+@st.composite
+def padded_case(draw: Any) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """Queries of 2..10 real items padded to a common width with relevance -1
+    and wild scores (huge, -inf, NaN) on the padding."""
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    lengths = [int(m) for m in rng.integers(2, 11, draw(st.integers(1, 20)))]
+    width = max(lengths) + draw(st.integers(0, 3))
+    scores = draw_scores(rng, (len(lengths), width), draw(st.sampled_from([0, 2, 4])))
+    relevance = np.full((len(lengths), width), -1.0, dtype=np.float32)
+    for q, m in enumerate(lengths):
+        relevance[q, :m] = rng.integers(0, 4, m) * (rng.random(m) < 0.5)
+        scores[q, m:] = rng.choice([1e30, -np.inf, np.nan, 5.0], width - m)
+    return scores, relevance, lengths
+
+
+@settings(max_examples=60, deadline=None)
+@given(padded_case(), st.sampled_from([None, 1, 3, 10, 20]))
+def test_padded_items_are_ignored_as_sklearn_on_the_real_items(case: Any, k: int | None) -> None:
+    scores, relevance, lengths = case
+    real = [(s[:m], r[:m]) for s, r, m in zip(scores, relevance, lengths, strict=True)]
+    ndcg = np.mean([ndcg_score(r[None], s[None], k=k) for s, r in real])
+    assert feed(NDCG(k=k), scores, relevance) == pytest.approx(ndcg, abs=1e-6)
+    if k is None:
+        ap = np.mean([average_precision_score(r > 0, s) if (r > 0).any() else 0.0 for s, r in real])
+        assert feed(MAP(), scores, relevance) == pytest.approx(ap, abs=1e-6)
+    ap_at_k = np.mean([reference_ap_at_k(s[None], r[None], k) for s, r in real])
+    assert feed(MAP(k=k), scores, relevance) == pytest.approx(ap_at_k, abs=1e-6)
+    rr_at_k = np.mean([reference_rr_at_k(s[None], r[None], k) for s, r in real])
+    assert feed(MRR(k=k), scores, relevance) == pytest.approx(rr_at_k, abs=1e-6)
+
+
+def test_padding_changes_nothing() -> None:
+    """The same queries, unpadded one by one and padded together, score alike;
+    a query of one item and a query with no relevant item included."""
+    rng = np.random.default_rng(3)
+    lengths = [1, 4, 7, 3]
+    queries = [(rng.normal(size=m).astype(np.float32), rng.integers(0, 3, m).astype(np.float32)) for m in lengths]
+    queries[2][1][:] = 0  # no relevant item: scores 0
+    width = 9
+    scores = np.full((len(lengths), width), np.nan, dtype=np.float32)
+    relevance = np.full((len(lengths), width), -1.0, dtype=np.float32)
+    for q, (s, r) in enumerate(queries):
+        scores[q, : len(s)], relevance[q, : len(r)] = s, r
+    for fn in (F.reciprocal_rank, F.average_precision, F.ndcg):
+        for k in (None, 2, 5):
+            padded = fn(torch.as_tensor(scores), torch.as_tensor(relevance), k)
+            alone = torch.cat([fn(torch.as_tensor(s)[None], torch.as_tensor(r)[None], k) for s, r in queries])
+            torch.testing.assert_close(padded, alone)
+            assert padded[2].item() == 0.0
+    for metric in (NDCG(k=10), MAP(k=10), MRR()):
+        value = feed(metric, scores, relevance)
+        assert math.isfinite(value)  # NaN scores on padding are not NaN outputs

@@ -42,6 +42,13 @@ def register_datasets(register: Any) -> None:
         "test images from a CSV or a folder.",
     )
     register(
+        "ranking_csv",
+        "torchyard_builtins.datasets.ranking:ranking_csv",
+        task="ranking",
+        description="Learning to rank: a CSV/Parquet of (query, item, features, relevance) rows, "
+        "one sample per query, padded to the longest; an optional test file to rank.",
+    )
+    register(
         "table_csv",
         "torchyard_builtins.datasets.tabular:table_csv",
         task=_table_task,

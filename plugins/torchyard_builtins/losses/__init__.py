@@ -54,3 +54,15 @@ def register_losses(register: Any) -> None:
             description=f"{what}; (n, 1) outputs meet (n,) targets.",
             targets="values",
         )
+    for name, cls, what in (
+        ("listnet", "ListNetLoss", "ListNet: softmax cross-entropy between relevance and score "
+         "distributions per query"),
+        ("ranknet", "RankNetLoss", "RankNet: logistic loss over item pairs of different relevance"),
+        ("lambdarank", "LambdaRankLoss", "LambdaRank: RankNet pairs weighted by their NDCG change"),
+    ):
+        register(
+            name,
+            f"{_HERE}.ranking:{cls}",
+            description=f"{what}; padded items (relevance -1) ignored.",
+            targets="ranking",
+        )

@@ -6,6 +6,11 @@
   target's rank is a count of the scores above it.
 - Graded relevance ``(n, items)`` with scores ``(n, items)``: each row is a
   query; relevance >= 0, and > 0 counts as relevant for MRR and MAP.
+  Relevance -1 marks padding (a ranking dataset pads every query to the
+  longest): a padded item counts as absent, whatever its score, so a
+  query's value is the value on its real items alone. (Padded items are
+  ranked below every real item; a real item scoring ``-inf`` would tie
+  with them.)
 
 Ties follow scikit-learn. NDCG averages the gain over tied items
 (``ndcg_score``, ``ignore_ties=False``). MRR and MAP give an item the rank
@@ -28,9 +33,26 @@ from torchyard_builtins.metrics._common import (
     tie_runs,
 )
 
-__all__ = ["average_precision", "ndcg", "reciprocal_rank"]
+__all__ = ["PADDING", "average_precision", "ndcg", "reciprocal_rank", "unpad"]
 
 Gain = Literal["linear", "exponential"]
+
+#: The relevance grade of a padded item: not part of its query.
+PADDING = -1.0
+
+
+def unpad(scores: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Graded relevance with padded items (relevance -1) made harmless:
+    scored ``-inf`` (ranked after every real item) and given relevance 0.
+
+    :raises ValueError: a relevance grade below 0 other than -1.
+    """
+    padding = targets == PADDING
+    if bool(((targets < 0) & ~padding).any()):
+        raise ValueError("relevance grades must be >= 0 (or -1 for padding)")
+    if not bool(padding.any()):
+        return scores, targets
+    return scores.masked_fill(padding, float("-inf")), targets.masked_fill(padding, 0)
 
 
 def reciprocal_rank(scores: torch.Tensor, targets: torch.Tensor, k: int | None = None) -> torch.Tensor:
@@ -38,6 +60,7 @@ def reciprocal_rank(scores: torch.Tensor, targets: torch.Tensor, k: int | None =
     if not _graded(scores, targets):
         _, at_least = _class_ranks(scores, targets)
         return _finite_rows(scores, _reciprocal(at_least, _cut(k, scores), scores))
+    scores, targets = unpad(scores, targets)
     relevant, runs = _ranked(scores, targets)
     found = relevant.any(dim=-1)
     first = relevant.byte().argmax(dim=-1, keepdim=True)  # the first True
@@ -58,6 +81,7 @@ def average_precision(scores: torch.Tensor, targets: torch.Tensor, k: int | None
     """
     if not _graded(scores, targets):
         return reciprocal_rank(scores, targets, k)
+    scores, targets = unpad(scores, targets)
     relevant, runs = _ranked(scores, targets)
     relevant_up_to = relevant.cumsum(dim=-1)
     if runs is None:
@@ -86,9 +110,8 @@ def ndcg(
         greater, at_least = _class_ranks(scores, targets)
         dcg = (cumulative[at_least] - cumulative[greater]) / (at_least - greater).clamp(min=1)
         return _finite_rows(scores, dcg)
+    scores, targets = unpad(scores, targets)
     relevance = targets.to(cumulative.dtype)
-    if bool((relevance < 0).any()):
-        raise ValueError("NDCG needs relevance grades >= 0")
     gains = relevance if gain == "linear" else torch.exp2(relevance) - 1
     values, index = argsort_descending(scores)
     runs = tie_runs(values)

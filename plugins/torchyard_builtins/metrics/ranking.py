@@ -3,7 +3,8 @@
 Two forms, told apart by the targets' shape (see :mod:`.functional_ranking`):
 class-index targets ``(n,)`` with scores ``(n, C)`` (the target class is the
 one relevant item), or relevance grades ``(queries, items)`` shaped like
-the scores.
+the scores, where relevance -1 marks a padded item: it is ignored, and its
+output too (a NaN score there makes no query NaN).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pydantic import Field
 
 from torchyard_builtins.metrics import functional as F
 from torchyard_builtins.metrics.base import BuiltinMetric, TopK
+from torchyard_builtins.metrics.functional_ranking import PADDING
 
 
 class _QueryMean(BuiltinMetric):
@@ -27,6 +29,11 @@ class _QueryMean(BuiltinMetric):
         super().__init__()
         self.k = k
         self.add_state("total", torch.zeros((), dtype=torch.float64))
+
+    def update(self, outputs: torch.Tensor, targets: torch.Tensor) -> None:
+        if targets.shape == outputs.shape:  # graded: padded items' outputs never count
+            outputs = outputs.masked_fill(targets == PADDING, 0.0)
+        super().update(outputs, targets)
 
     def _update(self, outputs: torch.Tensor, targets: torch.Tensor) -> None:
         self.total += self._per_query(outputs, targets).sum()

@@ -20,6 +20,12 @@ def register_models(register: Any) -> None:
         description="A multi-layer perceptron on flattened inputs.",
     )
     register(
+        "ranking_mlp",
+        "torchyard_builtins.models.ranking:RankingMLP",
+        description="Learning to rank: one MLP scores every item of a query, "
+        "(queries, items, features) -> (queries, items).",
+    )
+    register(
         "tabular_mlp",
         "torchyard_builtins.models.tabular:TabularMLP",
         description="For tables: embeddings of the categorical columns beside the numeric ones, "

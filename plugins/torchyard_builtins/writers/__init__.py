@@ -51,3 +51,9 @@ def register_writers(register: Any) -> None:
         description="Multi-label: an id column and one 0/1 (or probability) column per label.",
         targets="multilabel",
     )
+    register(
+        "ranking_topk",
+        "torchyard_builtins.writers.ranking:RankingTopKWriter",
+        description="Ranking: per test query, its top-k item ids by score, space-separated.",
+        targets="ranking",
+    )
