@@ -3,6 +3,7 @@ the predictions decoded by a task's rules."""
 
 from __future__ import annotations
 
+import importlib.metadata
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -11,10 +12,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import torchyard
 from torchyard.data import Predictions
 from torchyard.errors import ConfigError, DataError
-from torchyard.plugins import get_host
+from torchyard.plugins import get_host, reset_host
 from torchyard_builtins.writers.labels import LabelColumnsWriter, LabelListWriter
+
+from .test_cli import assert_user_error
 
 # logits for ids 10..13: labels {a, c}, {}, {b}, {a, b, c}
 LOGITS = np.array(
@@ -144,3 +148,126 @@ def test_writers_declare_the_tasks_they_write() -> None:
     for name in ("csv", "template"):
         assert {"classification", "binary", "regression"} <= set(registry.get("writer", name).tasks)
         assert "multilabel" not in registry.get("writer", name).tasks
+
+
+# -- end to end: train on digits as a multi-label and a binary task --------------------------
+
+LABELS = ["even", "big", "prime"]  # of the digit: even, >= 5, prime
+
+
+def digits_labels(kind: str = "multilabel") -> Any:
+    """Digits relabelled: three labels per image, or even/odd; ids 1500.. are the test part."""
+    import torch
+    from sklearn.datasets import load_digits
+    from torch.utils.data import TensorDataset
+
+    from torchyard.data import DataBundle
+
+    bunch = load_digits()
+    x = torch.from_numpy((bunch.data / 16.0).astype(np.float32)).reshape(-1, 1, 8, 8)
+    digit = bunch.target
+    if kind == "multilabel":
+        y = np.stack([digit % 2 == 0, digit >= 5, np.isin(digit, [2, 3, 5, 7])], 1)
+        names, count = LABELS, 3
+    else:
+        y, names, count = digit % 2 == 0, ["odd", "even"], 2
+    targets = torch.from_numpy(y.astype(np.float32))
+    train, val, test = np.arange(0, 400), np.arange(400, 600), np.arange(1500, 1560)
+    return DataBundle(
+        train=TensorDataset(x[train], targets[train]), val=TensorDataset(x[val], targets[val]),
+        test=TensorDataset(x[test]), test_ids=test.tolist(), task=kind, num_classes=count,
+        class_names=names, input_shape=(1, 8, 8), train_targets=targets[train].numpy(),
+    )  # fmt: skip
+
+
+def _task_of(kind: str = "multilabel", **_: Any) -> str:
+    return kind
+
+
+class _LabelsPlugin:
+    @torchyard.hookimpl
+    def register_datasets(self, register: Any) -> None:
+        register("digits_labels", digits_labels, task=_task_of)
+
+
+LABELS_PLUGIN = _LabelsPlugin()
+
+
+@pytest.fixture
+def labels_host(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The installed plugins plus digits_labels; skips until the core's tasks are registered."""
+    real = importlib.metadata.entry_points
+
+    def entry_points(**kwargs: Any) -> Any:
+        found = real(**kwargs)
+        if kwargs.get("group") != "torchyard":  # e.g. triton's entry_points().select(...)
+            return found
+        plugin = "tests.test_writers_labels:LABELS_PLUGIN"
+        return [*found, importlib.metadata.EntryPoint("labels-test", plugin, "torchyard")]
+
+    monkeypatch.setattr(importlib.metadata, "entry_points", entry_points)
+    reset_host()
+    try:
+        get_host().registry.get("task", "multilabel")
+    except ConfigError:
+        pytest.skip("no built-in multilabel task registered yet")
+    finally:
+        reset_host()
+
+
+def labels_config(kind: str, metrics: list[dict[str, Any]], writer: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "model": {"name": "small_cnn", "channels": 4},
+        "data": {"name": "digits_labels", "kind": kind},
+        "loss": {"name": "bce"},
+        "optimizer": {"name": "adamw", "lr": 0.01},
+        "metrics": metrics,
+        "writer": writer,
+        "loader": {"batch_size": 100},
+        "trainer": {"max_epochs": 1, "progress": False, "seed": 0, "device": "cpu"},
+    }
+
+
+@pytest.mark.slow
+def test_multilabel_run_logs_the_metrics_and_writes_label_lists(
+    labels_host: None, cli: Any, write_config: Any, tmp_path: Path
+) -> None:
+    metrics = [
+        {"name": "multilabel_f1", "average": "micro"},
+        {"name": "multilabel_map"},
+        {"name": "hamming_loss"},
+        {"name": "subset_accuracy"},
+    ]
+    config = write_config(labels_config("multilabel", metrics, {"name": "label_list"}))
+    out = tmp_path / "run"
+    result = cli("run", config, "--out", out)
+    assert result.exit_code == 0, result.output
+    logged = pd.read_csv(out / "metrics.csv")
+    for key in ("val/multilabel_f1", "val/multilabel_map", "val/hamming_loss", "val/subset_accuracy"):
+        assert 0 <= logged[key].iloc[-1] <= 1
+    frame = read(out / "submission.csv")
+    assert list(frame.columns) == ["id", "labels"]
+    assert frame["id"].tolist() == [str(i) for i in range(1500, 1560)]
+    assert all(set(cell.split()) <= set(LABELS) for cell in frame["labels"])
+
+
+@pytest.mark.slow
+def test_binary_run_with_binary_metrics_and_label_columns_refused(
+    labels_host: None, cli: Any, write_config: Any, tmp_path: Path
+) -> None:
+    metrics = [{"name": "binary_f1"}, {"name": "binary_accuracy", "threshold": 0.4}]
+    config = write_config(labels_config("binary", metrics, {"name": "csv", "class_names": True}))
+    out = tmp_path / "run"
+    result = cli("run", config, "--out", out)
+    assert result.exit_code == 0, result.output
+    assert {"val/binary_f1", "val/binary_accuracy"} <= set(pd.read_csv(out / "metrics.csv").columns)
+    assert set(read(out / "submission.csv")["label"]) <= {"odd", "even"}
+    wrong = write_config(labels_config("binary", metrics, {"name": "label_columns"}), "wrong.yaml")
+    assert_user_error(cli("check", wrong), "label_columns")
+
+
+def test_check_refuses_multilabel_metrics_on_a_classification_task(
+    labels_host: None, cli: Any, write_config: Any, digits_config: dict[str, Any]
+) -> None:
+    config = write_config({**digits_config, "metrics": [{"name": "multilabel_f1"}]})
+    assert_user_error(cli("check", config), "metrics.0", "multilabel_f1")
