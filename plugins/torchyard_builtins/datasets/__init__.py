@@ -12,8 +12,9 @@ _IMAGE_PARAMS = {"train_transform": None, "eval_transform": None}
 _IMAGE_READER = "torchyard_builtins.datasets.images:image_reader"
 
 
-def _table_task(target_type: str = "classification", **_: Any) -> str:
-    """table_csv's task: its target_type (read without importing the dataset)."""
+def table_task(target_type: str = "classification", **_: Any) -> str:
+    """table_csv's task (its ``task`` option): its target_type, read without
+    importing the dataset's module."""
     return target_type
 
 
@@ -51,7 +52,7 @@ def register_datasets(register: Any) -> None:
     register(
         "table_csv",
         "torchyard_builtins.datasets.tabular:table_csv",
-        task=_table_task,
+        task="torchyard_builtins.datasets:table_task",
         description="A table (.csv or .parquet) of numeric and categorical columns: "
         "classification, binary, multilabel or regression targets; imputation, scaling and "
         "category codes fitted on the training part only.",
