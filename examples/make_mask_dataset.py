@@ -56,6 +56,11 @@ def age_group(age: int) -> str:
     return AGE_GROUPS[0] if age < 30 else AGE_GROUPS[1] if age < 60 else AGE_GROUPS[2]
 
 
+def class_index(mask: str, gender: str, age: int) -> int:
+    """The competition's class number: ``mask * 6 + gender * 3 + age group``."""
+    return MASKS.index(mask) * 6 + GENDERS.index(gender) * 3 + AGE_GROUPS.index(age_group(age))
+
+
 def draw(mask: str, gender: str, age: int, person: np.random.Generator, rng: np.random.Generator,
          size: int) -> np.ndarray:
     """One ``size x size`` RGB photo. ``person`` draws what is fixed per person
@@ -100,7 +105,7 @@ def generate(out: Path, people: int, seed: int, size: int = 32, eval_images: int
     pd.DataFrame(rows).to_csv(out / "train" / "train.csv", index=False)
     flatten(out)
 
-    ids = []
+    ids, answers = [], []
     (out / "eval" / "images").mkdir(parents=True, exist_ok=True)
     for n in range(eval_images if eval_images is not None else max(6, people * 7 // 4)):
         mask, gender = MASKS[int(rng.integers(3))], GENDERS[int(rng.integers(2))]
@@ -109,7 +114,10 @@ def generate(out: Path, people: int, seed: int, size: int = 32, eval_images: int
         photo = draw(mask, gender, age, np.random.default_rng(int(rng.integers(2**31))), rng, size)
         Image.fromarray(photo).save(out / "eval" / "images" / image_id)
         ids.append(image_id)
+        answers.append(class_index(mask, gender, age))
     pd.DataFrame({"ImageID": ids, "ans": ""}).to_csv(out / "eval" / "info.csv", index=False)
+    # what the competition keeps secret: to measure a submission's true accuracy
+    pd.DataFrame({"ImageID": ids, "ans": answers}).to_csv(out / "eval" / "answers.csv", index=False)
 
 
 def flatten(data_dir: Path) -> pd.DataFrame:

@@ -17,7 +17,7 @@ from torchyard.errors import ConfigError, DataError
 from torchyard.plugins import PluginHost
 from torchyard.run import build_run
 from torchyard_builtins.datasets.image_files import BadImageError
-from torchyard_builtins.datasets.images import combine_labels, image_csv, image_folder
+from torchyard_builtins.datasets.images import bin_values, combine_labels, image_csv, image_folder
 
 from .conftest import EXAMPLES
 
@@ -231,8 +231,9 @@ def mask_config(data: Path, **split: Any) -> dict[str, Any]:
     import yaml
 
     config = yaml.safe_load((EXAMPLES / "mask.yaml").read_text())
-    config["data"].update(csv=str(data / "train" / "images.csv"), test_csv=str(data / "eval" / "info.csv"),
-                          test_root=str(data / "eval" / "images"), image_size=16)  # fmt: skip
+    config["data"].update(csv=str(data / "train" / "train.csv"), root=str(data / "train" / "images"),
+                          test_csv=str(data / "eval" / "info.csv"), test_root=str(data / "eval" / "images"),
+                          image_size=16)  # fmt: skip
     config["writer"]["path"] = str(data / "eval" / "info.csv")
     config["split"].update(val_fraction=0.25, **split)
     config["model"]["channels"] = 4
@@ -250,6 +251,8 @@ def test_mask_example_layout(mask_data: Path) -> None:
     info = pd.read_csv(mask_data / "eval" / "info.csv", dtype=str, keep_default_na=False)
     assert list(info.columns) == ["ImageID", "ans"] and (info["ans"] == "").all()
     assert all((mask_data / "eval" / "images" / i).is_file() for i in info["ImageID"])
+    answers = pd.read_csv(mask_data / "eval" / "answers.csv")
+    assert answers["ImageID"].tolist() == info["ImageID"].tolist() and answers["ans"].between(0, 17).all()
 
 
 def test_the_image_datasets_pass_the_conformance_kit(mask_data: Path, builtin_host: PluginHost) -> None:
@@ -280,7 +283,8 @@ def test_relative_paths_are_taken_from_the_config_file(
     from torchyard.config import load_config
 
     config = mask_config(mask_data)
-    config["data"].update(csv="train/images.csv", test_csv="eval/info.csv", test_root="eval/images")
+    config["data"].update(csv="train/train.csv", root="train/images", test_csv="eval/info.csv",
+                          test_root="eval/images")  # fmt: skip
     config["writer"]["path"] = "eval/info.csv"
     path = mask_data / "relative.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -306,15 +310,190 @@ def test_a_missing_photo_stops_the_run_before_training(
     mask_data: Path, cli: Any, write_config: Any, tmp_path: Path
 ) -> None:
     config = mask_config(mask_data)
-    rows = pd.read_csv(mask_data / "train" / "images.csv")
-    rows.loc[3, "path"] = "images/nobody/mask1.png"
-    rows.to_csv(tmp_path / "images.csv", index=False)
-    config["data"]["root"] = str(mask_data / "train")
-    config["data"]["csv"] = str(tmp_path / "images.csv")
+    people = pd.read_csv(mask_data / "train" / "train.csv")
+    people.loc[3, "path"] = "nobody"
+    people.to_csv(tmp_path / "train.csv", index=False)
+    config["data"]["csv"] = str(tmp_path / "train.csv")
     result = cli("run", write_config(config), "--out", tmp_path / "never")
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert result.stderr.strip() == (
-        f"error: 1 of 84 image files listed in {tmp_path / 'images.csv'} are missing (first: "
-        f"{mask_data / 'train' / 'images/nobody/mask1.png'}); fix them, or set on_bad_image: skip"
+        f"error: 1 of 78 image files listed in {tmp_path / 'train.csv'} are missing (first: "
+        f"{mask_data / 'train' / 'images' / 'nobody'}); fix them, or set on_bad_image: skip"
     )
     assert not (tmp_path / "never").exists()
+
+
+# -- the competition's raw layout: folders, labels from file names, bins -------
+
+PHOTO_LABELS = {**{f"mask{i}": "wear" for i in range(1, 6)}, "incorrect_mask": "incorrect", "normal": "not_wear"}
+
+
+def raw_layout(tmp_path: Path, ages: tuple[int, ...] = (25, 45, 70), photos: tuple[str, ...] = (
+        "mask1.png", "normal.jpg", "incorrect_mask.png")) -> Path:  # fmt: skip
+    """train.csv, one row per person, and a folder of photos each (plus files
+    that are not photos of the set)."""
+    rows = []
+    for n, age in enumerate(ages):
+        folder = f"{n:06d}_{'female' if n % 2 else 'male'}_Asian_{age}"
+        rows.append({"id": f"{n:06d}", "gender": "female" if n % 2 else "male", "age": age, "path": folder})
+        for photo in photos:
+            save(tmp_path / "images" / folder / photo)
+        save(tmp_path / "images" / folder / "._mask1.png")  # macOS metadata: hidden
+        (tmp_path / "images" / folder / "notes.txt").write_text("not an image")
+    pd.DataFrame(rows).to_csv(tmp_path / "train.csv", index=False)
+    return tmp_path / "train.csv"
+
+
+RAW = {"root": None, "label_columns": ["mask", "gender", "age"], "file_labels": {"mask": PHOTO_LABELS},
+       "label_bins": {"age": [30, 60]}, "label_values": {"mask": MASK_VALUES["mask"], "gender": ["male", "female"]}}  # fmt: skip
+
+
+def test_folders_expand_into_their_photos_labelled_by_file_name(tmp_path: Path) -> None:
+    csv = raw_layout(tmp_path)
+    data = image_csv(str(csv), **{**RAW, "root": str(tmp_path / "images")})
+    assert data.task == "classification" and data.num_classes == 18
+    assert data.class_names[:3] == ["wear/male/<30", "wear/male/30-59", "wear/male/60+"]
+    # sorted within each folder, hidden files and other files left out
+    assert [Path(p).relative_to(tmp_path / "images").as_posix() for p in data.train.paths[:3]] == [
+        "000000_male_Asian_25/incorrect_mask.png", "000000_male_Asian_25/mask1.png",
+        "000000_male_Asian_25/normal.jpg"]  # fmt: skip
+    # the competition's numbering: mask * 6 + gender * 3 + age group
+    assert data.train_targets == [6 + 0, 0, 12 + 0, 6 + 3 + 1, 3 + 1, 12 + 3 + 1, 6 + 2, 2, 12 + 2]
+    # one person, one group: never on both sides of a split
+    assert data.groups == [f"{n:06d}_{g}_Asian_{a}" for n, g, a in ((0, "male", 25), (1, "female", 45),
+                                                                    (2, "male", 70)) for _ in range(3)]  # fmt: skip
+    # a group column still wins; and rows that name files keep no groups by default
+    by_gender = image_csv(str(csv), **{**RAW, "root": str(tmp_path / "images")}, group_column="gender")
+    assert by_gender.groups == ["male"] * 3 + ["female"] * 3 + ["male"] * 3
+    files = labelled_csv(tmp_path / "flat", [{"path": f"{k}/normal.png", "label": k} for k in range(3)])
+    assert image_csv(str(files)).groups is None
+
+
+def test_the_raw_layout_gives_the_flattened_labels(mask_data: Path) -> None:
+    """image_csv on train.csv reads what make_mask_dataset.py --flatten writes out."""
+    raw = image_csv(str(mask_data / "train" / "train.csv"), **{**RAW, "root": str(mask_data / "train" / "images")})
+    flat = image_csv(str(mask_data / "train" / "images.csv"), label_columns=list(MASK_VALUES),
+                     label_values=MASK_VALUES, group_column="person")  # fmt: skip
+    assert raw.class_names == flat.class_names
+    assert sorted(zip(raw.train.paths, raw.train_targets, raw.groups, strict=True)) == sorted(
+        zip(flat.train.paths, flat.train_targets, flat.groups, strict=True))  # fmt: skip
+
+
+def test_a_photo_name_the_mapping_lacks_is_an_error_naming_it(tmp_path: Path) -> None:
+    csv = raw_layout(tmp_path, photos=("mask1.png", "selfie.png"))
+    with pytest.raises(DataError) as e:
+        image_csv(str(csv), **{**RAW, "root": str(tmp_path / "images")})
+    (problem,) = e.value.problems
+    assert problem.startswith(
+        f"3 of 6 images listed in {csv} have a file name not in file_labels.mask (first: "
+        f"{tmp_path}/images/000000_male_Asian_25/selfie.png, data row 1: 'selfie'; the names it maps: mask1, "
+    )
+
+
+def test_folder_problems(tmp_path: Path) -> None:
+    csv = raw_layout(tmp_path)
+    frame = pd.read_csv(csv)
+    frame.loc[1, "path"] = "nobody"
+    frame.to_csv(csv, index=False)
+    with pytest.raises(DataError, match=rf"1 of 7 image files listed in .* are missing \(first: {tmp_path}/images/nobody\)"):
+        image_csv(str(csv), **{**RAW, "root": str(tmp_path / "images")})
+    (tmp_path / "images" / "nobody").mkdir()
+    with pytest.raises(DataError, match=r"data row 2 names the folder .*nobody, which holds no images"):
+        image_csv(str(csv), **{**RAW, "root": str(tmp_path / "images")})
+    frame["mask"] = "wear"
+    frame.to_csv(csv, index=False)
+    with pytest.raises(ValueError, match=r"file_labels: .* has a column 'mask' already"):
+        image_csv(str(csv), **{**RAW, "root": str(tmp_path / "images")})
+
+
+@pytest.mark.parametrize(("edges", "values", "names", "expected"), [
+    ([30, 60], ["18", "29", "30", "59", "60", "75"], ["<30", "30-59", "60+"], [0, 0, 1, 1, 2, 2]),
+    ([1, 2, 5], ["0", "1", "2", "4", "5"], ["<1", "1", "2-4", "5+"], [0, 1, 2, 2, 3]),
+    ([0.5, 1.5], ["0.2", "0.5", "1", "3"], ["<0.5", "0.5-<1.5", "1.5+"], [0, 1, 1, 2]),
+    ([30], ["29.5", "30"], ["<30", "30+"], [0, 1]),  # a fractional value: no whole-number names
+])  # fmt: skip
+def test_bins_name_their_ranges(edges: list[float], values: list[str], names: list[str], expected: list[int]) -> None:
+    binned, order = bin_values(pd.Series(values), edges, column="age")
+    assert order == names and binned.tolist() == [names[i] for i in expected]
+
+
+def test_bin_problems() -> None:
+    with pytest.raises(ValueError, match=r"label_bins.age: expected increasing edges, got \['60', '30'\]"):
+        bin_values(pd.Series(["1"]), [60, 30], column="age")
+    with pytest.raises(DataError, match=r"train.csv: column 'age' is not a number in data row 3: 'forty' "
+                                        r"\(label_bins.age needs numbers\)"):
+        bin_values(pd.Series(["1", "2", "forty"]), [30], column="age", source="train.csv")
+
+
+# -- other tasks ---------------------------------------------------------------
+
+
+def tagged(tmp_path: Path) -> Path:
+    tags = ["cloudy road", "road water", "", "water  cloudy haze", "haze"]
+    return labelled_csv(tmp_path, [{"path": f"i{k}.png", "tags": t, "age": 20 + k, "height": 1.5 + k / 10}
+                                   for k, t in enumerate(tags)])  # fmt: skip
+
+
+def test_delimited_labels_are_multi_hot(tmp_path: Path) -> None:
+    from sklearn.preprocessing import MultiLabelBinarizer
+
+    csv = tagged(tmp_path)
+    data = image_csv(str(csv), label_columns=["tags"], label_delimiter=" ")
+    tags = pd.read_csv(csv, keep_default_na=False)["tags"].str.split().tolist()
+    binarizer = MultiLabelBinarizer()
+    expected = binarizer.fit_transform(tags)
+    assert data.task == "multilabel" and data.class_names == list(binarizer.classes_) == ["cloudy", "haze", "road", "water"]
+    assert data.num_classes == 4 and data.train_targets == expected.tolist()
+    image, target = data.train[3]
+    assert target.dtype == torch.float32 and target.tolist() == expected[3].tolist()
+    batch = next(iter(torch.utils.data.DataLoader(data.train, batch_size=5)))
+    assert batch[1].dtype == torch.float32 and batch[1].shape == (5, 4)
+    # the vocabulary's order as listed; target_type alone means a space
+    ordered = image_csv(str(csv), label_columns=["tags"], target_type="multilabel",
+                        label_values={"tags": ["water", "road", "haze", "cloudy"]})  # fmt: skip
+    assert ordered.class_names == ["water", "road", "haze", "cloudy"] and ordered.train_targets[0] == [0, 1, 0, 1]
+    with pytest.raises(DataError, match=r"column 'tags' has labels not in label_values.tags \(road, water\): cloudy, haze"):
+        image_csv(str(csv), label_columns=["tags"], label_delimiter=" ", label_values={"tags": ["road", "water"]})
+
+
+def test_numeric_columns_are_regression_targets(tmp_path: Path) -> None:
+    csv = tagged(tmp_path)
+    data = image_csv(str(csv), label_columns=["age"], target_type="regression")
+    assert data.task == "regression" and data.num_classes == 1 and data.class_names == ["age"]
+    assert data.train_targets == [20.0, 21.0, 22.0, 23.0, 24.0]
+    batch = next(iter(torch.utils.data.DataLoader(data.train, batch_size=5)))
+    assert batch[1].dtype == torch.float32 and batch[1].tolist() == [20.0, 21.0, 22.0, 23.0, 24.0]
+    two = image_csv(str(csv), label_columns=["age", "height"], target_type="regression", class_names=["a", "h"])
+    assert two.num_classes == 2 and two.class_names == ["a", "h"]
+    assert two.train[1][1].dtype == torch.float32 and torch.allclose(two.train[1][1], torch.tensor([21.0, 1.6]))
+    frame = pd.read_csv(csv, dtype=str, keep_default_na=False)
+    frame.loc[2, "age"] = "n/a"
+    frame.to_csv(csv, index=False)
+    with pytest.raises(DataError, match=rf"^{csv}: column 'age' is not a number in data row 3: 'n/a' "
+                                        r"\(target_type: regression needs numbers\)$"):
+        image_csv(str(csv), label_columns=["age"], target_type="regression")
+
+
+def test_the_task_follows_the_params(builtin_host: PluginHost) -> None:
+    from torchyard_builtins.datasets.images import image_csv_task
+
+    assert image_csv_task() == "classification"
+    assert image_csv_task(label_delimiter=" ", csv="x.csv") == "multilabel"
+    assert image_csv_task(target_type="regression") == "regression"
+    record = builtin_host.registry.get("dataset", "image_csv")
+    assert record.options["task"] == "torchyard_builtins.datasets.images:image_csv_task"
+    assert builtin_host.registry.get("dataset", "image_folder").options.get("task", "classification") == "classification"
+
+
+@pytest.mark.parametrize(("params", "message"), [
+    ({"target_type": "regression", "label_delimiter": ","}, "label_delimiter: delimited labels are multi-label; target_type is regression"),
+    ({"label_delimiter": " ", "label_columns": ["tags", "age"]}, "label_columns: multi-label targets come from one column"),
+    ({"target_type": "regression", "label_columns": ["age"], "label_bins": {"age": [30]}}, "label_bins: ranges are classes"),
+    ({"target_type": "regression", "label_columns": ["age"], "label_values": {"age": [1]}}, "label_values: regression targets are numbers"),
+    ({"label_columns": ["age"], "label_bins": {"tags": [1]}}, "label_bins: 'tags' is not one of label_columns"),
+    ({"label_columns": ["tags"], "file_labels": {"mask": {"a": "b"}}}, "file_labels: 'mask' is not one of label_columns"),
+    ({"label_columns": ["mask"], "file_labels": {"mask": {"i0": 1}}, "label_bins": {"mask": [1]}}, "label_bins: 'mask' comes from file_labels"),
+])  # fmt: skip
+def test_contradicting_label_options(tmp_path: Path, params: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        image_csv(str(tagged(tmp_path)), **params)

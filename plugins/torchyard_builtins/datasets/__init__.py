@@ -31,8 +31,10 @@ def register_datasets(register: Any) -> None:
         "torchyard_builtins.datasets.images:image_csv",
         params=_IMAGE_PARAMS,
         reader=_IMAGE_READER,
-        description="Images listed in a CSV: path, label column(s) combined into one class, "
-        "optional group column; an optional test CSV of ids to predict.",
+        task="torchyard_builtins.datasets.images:image_csv_task",
+        description="Images (or folders of images) listed in a CSV: label column(s) combined into "
+        "one class, or multi-label, or regression targets; labels from file names; an optional "
+        "group column; an optional test CSV of ids to predict.",
     )
     register(
         "image_folder",

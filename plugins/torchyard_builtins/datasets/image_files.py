@@ -31,6 +31,7 @@ __all__ = [
     "BadImageError",
     "ImageDataset",
     "check_images",
+    "list_images",
     "load_image",
 ]
 
@@ -129,7 +130,11 @@ class ImageReader:
 class ImageDataset(Dataset[Any]):
     """Images decoded on access, transformed, as ``(image, target)`` pairs.
 
-    Without targets it yields 1-tuples ``(image,)`` (a test split). Each
+    Integer targets are class indices (``int64``, one per image, given as a
+    Python int); any other targets are ``float32`` -- one per image
+    (regression, binary) or a row per image (multi-hot, several regression
+    columns) -- given as tensors. Without targets it yields 1-tuples
+    ``(image,)`` (a test split). Each
     sample is decoded, resized to ``image_size`` when given, passed through
     ``transform``, and a ``uint8`` result is scaled to ``float32`` in
     ``[0, 1]``. Every sample must have the shape of the first one (probed at
@@ -143,14 +148,14 @@ class ImageDataset(Dataset[Any]):
     def __init__(
         self,
         paths: Sequence[str] | np.ndarray,
-        targets: Sequence[int] | np.ndarray | None = None,
+        targets: Sequence[Any] | np.ndarray | None = None,
         *,
         transform: Callable[[Any], Any] | None = None,
         image_size: tuple[int, int] | None = None,
         color: Color = "rgb",
     ) -> None:
         self.paths = np.asarray(paths, dtype=str)  # no copy when given an array
-        self.targets = None if targets is None else np.asarray(targets, dtype=np.int64)
+        self.targets = None if targets is None else _target_array(targets)
         self.transform = transform
         self.image_size = image_size
         self.color = color
@@ -185,7 +190,9 @@ class ImageDataset(Dataset[Any]):
         image = self.image(index)
         if self.targets is None:
             return (image,)
-        return image, self.targets.item(index)
+        if self.targets.dtype == np.int64:
+            return image, self.targets.item(index)
+        return image, torch.as_tensor(self.targets[index])
 
     def image(self, index: int) -> Any:
         """Sample ``index``'s input: decoded, resized, transformed, as float."""
@@ -199,6 +206,30 @@ class ImageDataset(Dataset[Any]):
                 "add a resize transform, so that every image has one size"
             )
         return image
+
+
+def _target_array(targets: Sequence[Any] | np.ndarray) -> np.ndarray:
+    """Class indices as ``int64``, anything else as ``float32`` (what the losses take)."""
+    array = np.asarray(targets)
+    return array.astype(np.int64 if array.dtype.kind in "iu" else np.float32, copy=False)
+
+
+def list_images(folder: Path) -> list[str]:
+    """Image files under ``folder`` (subfolders included, hidden files and
+    folders left out), as sorted relative POSIX paths.
+
+    :raises DataError: ``folder`` is not a folder.
+    """
+    if not folder.is_dir():
+        where = "" if folder.is_absolute() else f" (relative to {Path.cwd()})"
+        raise DataError(f"image folder not found: {folder}{where}")
+    found = (p.relative_to(folder) for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
+    # hidden files and folders (.ipynb_checkpoints, ._x.jpg) are not images of the set
+    return sorted(
+        p.as_posix()
+        for p in found
+        if not any(part.startswith(".") for part in p.parts) and (folder / p).is_file()
+    )
 
 
 def check_images(

@@ -1,4 +1,4 @@
-"""Image classification datasets from files: a CSV of paths, or a folder per class.
+"""Image datasets from files: a CSV of paths (or of folders), or a folder per class.
 
 Both return every labelled image as ``train`` (validation is carved out by
 the config's ``split`` section, group-aware when the data has groups) and
@@ -37,6 +37,29 @@ significant digit: ``index = (mask * 2 + gender) * 3 + age_group`` for 3 x 2
 x 3 values -- and class names join the values with ``/``
 (``wear/male/<30``). Every combination is a class, whether or not it occurs.
 ``class_names`` replaces the names (one per class, in index order).
+
+**Folders and labels from file names** (``image_csv``). A path that names
+a folder stands for every image in it (sorted, subfolders included, hidden
+files left out), each with the row's labels -- the competition's own
+``train.csv``, one row per person and a folder of their photos. Then each
+row is a group unless ``group_column`` says otherwise, so a split never
+puts one person on both sides. ``file_labels`` makes label columns of the
+file names: ``{mask: {mask1: wear, ..., incorrect_mask: incorrect, normal:
+not_wear}}`` maps each image's name without extension (``mask1.jpg`` ->
+``mask1``) to its value of ``mask``; a name the mapping lacks is an error
+naming the file. ``label_bins`` cuts a numeric column into ranges: ``{age:
+[30, 60]}`` gives ``<30``, ``30-59``, ``60+`` (whole-number edges and
+values; else ``<0.5``, ``0.5-<1.5``, ``1.5+``), ordered as the ranges.
+
+**Other tasks** (``image_csv``; the dataset's task follows its params).
+``label_delimiter: " "`` (or ``target_type: multilabel``) reads one label
+column of delimited labels (``"cloudy road"``) as multi-hot ``float32``
+rows over the labels (as ``label_values`` lists them, else sorted); the
+labels are the class names, a blank cell an image with no label.
+``target_type: regression`` reads the label columns as numbers: ``float32``
+targets ``(n,)`` for one column, ``(n, k)`` for k; a cell that is not a
+number is an error naming its row and column. ``image_folder`` is
+classification only.
 """
 
 from __future__ import annotations
@@ -44,7 +67,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import numpy as np
 from pydantic import Field
@@ -58,14 +81,16 @@ from torchyard_builtins.datasets.image_files import (
     ImageReader,
     OnBadImage,
     check_images,
+    list_images,
 )
 
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["combine_labels", "image_csv", "image_folder"]
+__all__ = ["bin_values", "combine_labels", "image_csv", "image_csv_task", "image_folder", "multi_hot"]
 
 Transform = Callable[[Any], Any]
+TargetType = Literal["classification", "multilabel", "regression"]
 #: Separator of the column values in a combined class name.
 CLASS_SEPARATOR = "/"
 
@@ -98,29 +123,60 @@ _TEST_ROOT = Field(
 
 
 def image_csv(
-    csv: Annotated[Path, Field(description="CSV listing the labelled images, one row per image.")],
+    csv: Annotated[
+        Path, Field(description="CSV listing the labelled images: one row per image, or per folder "
+                    "of images (e.g. one person's photos).")
+    ],
     root: Annotated[
         Path | None, Field(description="Folder the image paths are relative to; unset: the CSV's folder.")
     ] = None,
-    path_column: Annotated[str, Field(min_length=1, description="Column of image paths.")] = "path",
+    path_column: Annotated[
+        str, Field(min_length=1, description="Column of image paths; a path naming a folder stands "
+                   "for every image in it (sorted, subfolders included, hidden files left out).")
+    ] = "path",
     label_columns: Annotated[
         list[str],
-        Field(min_length=1, description="Label column(s); several are combined into one class "
-              "per combination of values (first column most significant)."),
+        Field(min_length=1, description="Label column(s), of the CSV or of file_labels; several are "
+              "combined into one class per combination of values (first column most significant)."),
     ] = ["label"],  # noqa: B006 - read only
     label_values: Annotated[
         dict[str, list[str | int | float]] | None,
-        Field(description="Per label column, its values in class order (as written in the CSV); "
-              "unset columns: their values sorted."),
+        Field(description="Per label column, its values in class order (as written in the CSV, or "
+              "as label_bins names them); unset columns: their values sorted."),
+    ] = None,
+    file_labels: Annotated[
+        dict[str, dict[str, str | int | float]] | None,
+        Field(description="Label columns that come from the image's file name: per column, a mapping "
+              "of file names without extension to values, e.g. {mask: {mask1: wear, normal: "
+              "not_wear}}; an image whose name a mapping lacks is an error."),
+    ] = None,
+    label_bins: Annotated[
+        dict[str, list[float]] | None,
+        Field(description="Numeric label columns cut into ranges at increasing edges, e.g. {age: "
+              "[30, 60]} gives the classes '<30', '30-59', '60+' (in that order)."),
+    ] = None,
+    target_type: Annotated[
+        TargetType | None,
+        Field(description="'classification': one class per image; 'multilabel': a multi-hot row "
+              "per image from one column of delimited labels; 'regression': the label columns' "
+              "numbers as float targets. Unset: classification, or multilabel when "
+              "label_delimiter is set."),
+    ] = None,
+    label_delimiter: Annotated[
+        str | None,
+        Field(min_length=1, description="Multi-label: the separator of the labels in the label "
+              "column's cells (e.g. ' '); the labels are the classes. Unset with target_type "
+              "multilabel: ' '."),
     ] = None,
     class_names: Annotated[
         list[str] | None,
-        Field(description="Class names in index order; unset: the values joined with '/'."),
+        Field(description="Class names in index order (multi-label: label names; regression: "
+              "target names); unset: the values joined with '/' (the labels; the column names)."),
     ] = None,
     group_column: Annotated[
         str | None,
         Field(description="Column grouping the samples (a person, a patient): a split keeps each "
-              "group on one side."),
+              "group on one side. Unset when rows name folders: each row (folder) is a group."),
     ] = None,
     test_csv: Annotated[Path | None, _TEST_CSV] = None,
     test_id_column: Annotated[str | None, _TEST_ID] = None,
@@ -133,30 +189,100 @@ def image_csv(
     train_transform: Transform | None = None,
     eval_transform: Transform | None = None,
 ) -> DataBundle:
-    """Labelled images listed in a CSV (one or several label columns, an optional
-    group column) and an optional test CSV.
+    """Labelled images listed in a CSV (one or several label columns, labels
+    from file names, an optional group column) and an optional test CSV.
 
-    See the module documentation for the class order, the default image
-    handling and bad images.
+    See the module documentation for folders, the class order, the other
+    tasks, the default image handling and bad images.
     """
-    frame = _read_csv(csv, [path_column, *label_columns, *([group_column] if group_column else [])])
-    targets, names = combine_labels(frame, label_columns, label_values, source=str(csv))
+    task = image_csv_task(target_type, label_delimiter)
+    file_values = {k: {name: _text(v) for name, v in m.items()} for k, m in (file_labels or {}).items()}
+    _check_label_options(label_columns, label_values, file_values, label_bins, task, label_delimiter)
+    from_csv = [c for c in label_columns if c not in file_values]
+    frame = _read_csv(csv, [path_column, *from_csv, *([group_column] if group_column else [])])
+    clash = [c for c in file_values if c in frame.columns]
+    if clash:
+        raise ValueError(f"file_labels: {csv} has a column {clash[0]!r} already; name the file "
+                         "label otherwise, or leave the column out of file_labels")
+    base = Path(root) if root is not None else Path(csv).parent
+    paths, rows, folders = _expand_folders(frame[path_column].tolist(), base, source=str(csv))
+    # labels only for the usable images: a missing file is reported as missing, not as unlabelled
+    keep = _usable(paths, source=str(csv), on_bad_image=on_bad_image, verify=verify_images, color=color)
+    paths = [p for p, ok in zip(paths, keep, strict=True) if ok]
+    rows = [r for r, ok in zip(rows, keep, strict=True) if ok]
+    frame = frame.iloc[rows].reset_index(drop=True)
+    for column, mapping in file_values.items():
+        frame[column] = _file_labels(paths, rows, mapping, column=column, source=str(csv))
+    data_rows = np.asarray(rows) + 1
+    for column, edges in (label_bins or {}).items():
+        frame[column], order = bin_values(frame[column], edges, column=column, source=str(csv),
+                                          rows=data_rows)  # fmt: skip
+        label_values = {column: list(order), **(label_values or {})}
+    targets: np.ndarray
+    if task == "regression":
+        targets = np.stack([_numbers(frame[c], column=c, source=str(csv), rows=data_rows, why="target_type: "
+                                     "regression") for c in label_columns], axis=1)  # fmt: skip
+        targets = targets[:, 0] if len(label_columns) == 1 else targets
+        names = list(label_columns)
+    elif task == "multilabel":
+        (column,) = label_columns
+        targets, names = multi_hot(frame[column], label_delimiter or " ", (label_values or {}).get(column),
+                                   column=column, source=str(csv))  # fmt: skip
+    else:
+        targets, names = combine_labels(frame, label_columns, label_values, source=str(csv), rows=data_rows)
     if class_names is not None:
         if len(class_names) != len(names):
+            what = {"regression": "target columns", "multilabel": "labels"}.get(task, "classes")
             raise ValueError(
-                f"class_names has {len(class_names)} names for {len(names)} classes "
-                f"({' x '.join(label_columns)})"
+                f"class_names has {len(class_names)} names for {len(names)} {what} "
+                f"({' x '.join(label_columns) if task == 'classification' else ', '.join(names)})"
             )
         names = list(class_names)
-    base = Path(root) if root is not None else Path(csv).parent
-    paths = [str(base / p) for p in frame[path_column]]
-    groups = frame[group_column].tolist() if group_column else None
+    if group_column:
+        groups: list[Any] | None = frame[group_column].tolist()
+    else:  # a folder is one person's (one patient's) images: never split them
+        groups = frame[path_column].tolist() if folders else None
     return _bundle(
-        paths, targets, names, groups, source=str(csv),
+        paths, targets, names, groups, source=str(csv), task=task, checked=True,
         test=_test_from_csv(test_csv, test_id_column, test_path_column, test_root),
         image_size=image_size, color=color, on_bad_image=on_bad_image, verify=verify_images,
         train_transform=train_transform, eval_transform=eval_transform,
     )  # fmt: skip
+
+
+def image_csv_task(target_type: str | None = None, label_delimiter: str | None = None, **_: Any) -> str:
+    """The task of an ``image_csv`` dataset, from its params (its ``task`` option)."""
+    if target_type is not None:
+        return target_type
+    return "multilabel" if label_delimiter is not None else "classification"
+
+
+def _check_label_options(
+    label_columns: Sequence[str],
+    label_values: dict[str, Any] | None,
+    file_labels: dict[str, Any],
+    label_bins: dict[str, Any] | None,
+    task: str,
+    label_delimiter: str | None,
+) -> None:
+    """Options that contradict each other, before any file is read."""
+    for option, names in (("label_values", label_values), ("file_labels", file_labels),
+                          ("label_bins", label_bins)):  # fmt: skip
+        stray = [c for c in names or {} if c not in label_columns]
+        if stray:
+            raise ValueError(f"{option}: {stray[0]!r} is not one of label_columns ({', '.join(label_columns)})")
+    both = [c for c in label_bins or {} if c in file_labels]
+    if both:
+        raise ValueError(f"label_bins: {both[0]!r} comes from file_labels; map the file names to ranges there")
+    if label_delimiter is not None and task != "multilabel":
+        raise ValueError(f"label_delimiter: delimited labels are multi-label; target_type is {task}")
+    if task == "multilabel" and len(label_columns) != 1:
+        raise ValueError(f"label_columns: multi-label targets come from one column of delimited labels, "
+                         f"got {len(label_columns)} ({', '.join(label_columns)})")
+    if task != "classification" and label_bins:
+        raise ValueError(f"label_bins: ranges are classes; target_type is {task}")
+    if task == "regression" and label_values:
+        raise ValueError("label_values: regression targets are numbers, not values in an order")
 
 
 def image_folder(
@@ -199,7 +325,7 @@ def image_folder(
     paths: list[str] = []
     targets: list[int] = []
     for index, name in enumerate(names):
-        images = _list_images(folder / name)
+        images = list_images(folder / name)
         if not images:
             raise DataError(
                 f"class folder {folder / name} holds no images ({', '.join(IMAGE_EXTENSIONS)}); "
@@ -209,7 +335,7 @@ def image_folder(
         targets += [index] * len(images)
     test: tuple[list[str], list[str], str] | None
     if test_csv is None and test_root is not None:
-        ids = _list_images(Path(test_root))
+        ids = list_images(Path(test_root))
         if not ids:
             raise DataError(f"test_root {test_root} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
         test = ([str(Path(test_root) / i) for i in ids], ids, f"folder {test_root}")
@@ -228,6 +354,7 @@ def combine_labels(
     label_values: dict[str, list[Any]] | None = None,
     *,
     source: str = "the CSV",
+    rows: np.ndarray | None = None,
 ) -> tuple[np.ndarray, list[str]]:
     """Class indices of the rows, and the class names, from ``columns``.
 
@@ -235,6 +362,7 @@ def combine_labels(
     class index enumerates ``itertools.product`` of the orders (first column
     most significant), and a class name joins its values with ``/``.
 
+    :param rows: each row's data row in the CSV, for messages (default: its position).
     :raises DataError: a blank label, or a value ``label_values`` omits.
     :raises ValueError: ``label_values`` names a column not in ``columns``.
     """
@@ -250,7 +378,7 @@ def combine_labels(
         if len(blank):
             raise DataError(
                 f"{source}: column {column!r} is blank in {len(blank)} rows (first: data row "
-                f"{blank[0] + 1}); every labelled image needs every label"
+                f"{rows[blank[0]] if rows is not None else blank[0] + 1}); every labelled image needs every label"
             )
         if column in label_values:
             order = [_text(v) for v in label_values[column]]
@@ -267,6 +395,127 @@ def combine_labels(
         orders.append(order)
     names = [CLASS_SEPARATOR.join(combo) for combo in itertools.product(*orders)]
     return codes, names
+
+
+def bin_values(
+    values: pd.Series,
+    edges: Sequence[float],
+    *,
+    column: str,
+    source: str = "the CSV",
+    rows: np.ndarray | None = None,
+) -> tuple[pd.Series, list[str]]:
+    """Numbers cut into named ranges at ``edges``; the names per value, and
+    the names in range order.
+
+    Edges ``[30, 60]`` make three ranges: below 30, 30 up to 60, 60 and
+    above. With whole-number edges and values they are named ``<30``,
+    ``30-59``, ``60+`` (a range of one number by the number); otherwise
+    ``<0.5``, ``0.5-<1.5``, ``1.5+``.
+
+    :raises ValueError: the edges do not increase.
+    :raises DataError: a value is not a number.
+    """
+    edges = [float(e) for e in edges]
+    if not edges or any(b <= a for a, b in itertools.pairwise(edges)):
+        raise ValueError(f"label_bins.{column}: expected increasing edges, got {[_text(e) for e in edges]}")
+    numbers = _numbers(values, column=column, source=source, rows=rows, why=f"label_bins.{column}")
+    whole = all(e.is_integer() for e in edges) and bool(np.all(np.mod(numbers, 1) == 0))
+    t = [_text(e) for e in edges]
+    if whole:
+        middle = [t[i] if edges[i + 1] - edges[i] == 1 else f"{t[i]}-{_text(edges[i + 1] - 1)}"
+                  for i in range(len(edges) - 1)]  # fmt: skip
+    else:
+        middle = [f"{t[i]}-<{t[i + 1]}" for i in range(len(edges) - 1)]
+    names = [f"<{t[0]}", *middle, f"{t[-1]}+"]
+    import pandas as pd
+
+    index = np.searchsorted(np.asarray(edges), numbers, side="right")
+    return pd.Series(np.asarray(names, dtype=object)[index], index=values.index), names
+
+
+def multi_hot(
+    values: pd.Series,
+    delimiter: str,
+    order: Sequence[Any] | None = None,
+    *,
+    column: str,
+    source: str = "the CSV",
+) -> tuple[np.ndarray, list[str]]:
+    """Multi-hot ``float32`` rows ``(n, labels)`` from cells of delimited
+    labels, and the label names: as ``order`` lists them (a label it omits
+    is an error), else sorted. A blank cell is an image with no label.
+
+    :raises DataError: a label ``order`` omits, or no label at all.
+    """
+    cells = [[x.strip() for x in str(v).split(delimiter) if x.strip()] for v in values]
+    found = {x for cell in cells for x in cell}
+    if order is not None:
+        names = [_text(v) for v in order]
+        unlisted = sorted(found - set(names))
+        if unlisted:
+            raise DataError(f"{source}: column {column!r} has labels not in label_values.{column} "
+                            f"({', '.join(names)}): {', '.join(unlisted[:5])}")  # fmt: skip
+    else:
+        names = _sorted_values(found)
+    if not names:
+        raise DataError(f"{source}: column {column!r} holds no label (delimiter {delimiter!r})")
+    index = {name: i for i, name in enumerate(names)}
+    targets = np.zeros((len(cells), len(names)), dtype=np.float32)
+    for row, cell in enumerate(cells):
+        targets[row, [index[x] for x in cell]] = 1.0
+    return targets, names
+
+
+def _numbers(values: pd.Series, *, column: str, source: str, rows: np.ndarray | None, why: str) -> np.ndarray:
+    """A column as finite ``float32`` numbers; anything else is an error naming the row."""
+    import pandas as pd
+
+    numbers = pd.to_numeric(values.astype(str).str.strip(), errors="coerce").to_numpy(dtype=np.float64)
+    bad = np.flatnonzero(~np.isfinite(numbers))
+    if len(bad):
+        row = int(rows[bad[0]]) if rows is not None else int(bad[0]) + 1
+        raise DataError(f"{source}: column {column!r} is not a number in data row {row}: "
+                        f"{values.iloc[bad[0]]!r} ({why} needs numbers)")  # fmt: skip
+    return numbers.astype(np.float32)
+
+
+def _expand_folders(values: Sequence[str], base: Path, *, source: str) -> tuple[list[str], list[int], bool]:
+    """One entry per image: a path naming a folder stands for the images in
+    it. The image paths, each one's row (0-based), and whether any row was a
+    folder."""
+    paths: list[str] = []
+    rows: list[int] = []
+    folders = False
+    for row, value in enumerate(values):
+        path = base / value
+        if not str(value).strip() or not path.is_dir():
+            paths.append(str(path))
+            rows.append(row)
+            continue
+        images = list_images(path)
+        if not images:
+            raise DataError(f"{source}: data row {row + 1} names the folder {path}, which holds no images "
+                            f"({', '.join(IMAGE_EXTENSIONS)})")  # fmt: skip
+        paths += [str(path / image) for image in images]
+        rows += [row] * len(images)
+        folders = True
+    return paths, rows, folders
+
+
+def _file_labels(paths: Sequence[str], rows: Sequence[int], mapping: dict[str, str], *, column: str,
+                 source: str) -> list[str]:  # fmt: skip
+    """Each image's value of ``column``, from its file name (without extension)."""
+    stems = [Path(p).stem for p in paths]
+    unmapped = [i for i, stem in enumerate(stems) if stem not in mapping]
+    if unmapped:
+        first = unmapped[0]
+        raise DataError(
+            f"{len(unmapped)} of {len(paths)} images listed in {source} have a file name not in "
+            f"file_labels.{column} (first: {paths[first]}, data row {rows[first] + 1}: {stems[first]!r}; "
+            f"the names it maps: {', '.join(mapping)})"
+        )
+    return [mapping[stem] for stem in stems]
 
 
 def _text(value: Any) -> str:
@@ -322,20 +571,6 @@ def _test_from_csv(
     return paths, ids, str(csv)
 
 
-def _list_images(folder: Path) -> list[str]:
-    """Image files under ``folder`` (recursively, hidden ones left out), as
-    sorted relative paths."""
-    if not folder.is_dir():
-        raise DataError(f"image folder not found: {folder}{_where(folder)}")
-    found = (p.relative_to(folder) for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
-    # hidden files and folders (.ipynb_checkpoints, ._x.jpg) are not images of the set
-    return sorted(
-        p.as_posix()
-        for p in found
-        if not any(part.startswith(".") for part in p.parts) and (folder / p).is_file()
-    )
-
-
 def image_reader(
     image_size: list[int] | int | None = None,
     color: Color = "rgb",
@@ -357,6 +592,17 @@ def _image_size(size: list[int] | int | None) -> tuple[int, int] | None:
     return (size[0], size[-1])
 
 
+def _usable(paths: Sequence[str], *, source: str, on_bad_image: OnBadImage, verify: bool, color: Color) -> np.ndarray:
+    """Which labelled images to keep (see :func:`check_images`); none is an error."""
+    keep = check_images(
+        paths, on_bad_image=on_bad_image, source=source, decode=verify or on_bad_image == "skip",
+        color=color,
+    )  # fmt: skip
+    if not keep.any():
+        raise DataError(f"{source}: no usable labelled image is left")
+    return keep
+
+
 def _bundle(
     paths: list[str],
     targets: np.ndarray,
@@ -364,6 +610,8 @@ def _bundle(
     groups: list[Any] | None,
     *,
     source: str,
+    task: str = "classification",
+    checked: bool = False,
     test: tuple[list[str], list[str], str] | None,
     image_size: list[int] | int | None,
     color: Color,
@@ -372,14 +620,12 @@ def _bundle(
     train_transform: Transform | None,
     eval_transform: Transform | None,
 ) -> DataBundle:
-    """Check the files and assemble the DataBundle."""
+    """Check the files (unless ``checked``: done already) and assemble the DataBundle."""
     size = _image_size(image_size)
-    keep = check_images(
-        paths, on_bad_image=on_bad_image, source=source, decode=verify or on_bad_image == "skip",
-        color=color,
+    keep = (
+        np.ones(len(paths), dtype=bool) if checked
+        else _usable(paths, source=source, on_bad_image=on_bad_image, verify=verify, color=color)
     )  # fmt: skip
-    if not keep.any():
-        raise DataError(f"{source}: no usable labelled image is left")
     kept = np.asarray(paths, dtype=str)[keep]  # one array shared by the datasets
     targets = targets[keep]
     if groups is not None:
@@ -397,7 +643,7 @@ def _bundle(
         val=None,
         test=test_set,
         test_ids=test_ids,
-        task="classification",
+        task=task,
         num_classes=len(class_names),
         class_names=class_names,
         input_shape=shape,
