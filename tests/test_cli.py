@@ -52,7 +52,7 @@ def test_list_json(cli: Any) -> None:
         "distribution": "torchyard",
         "version": torchyard.__version__,
     }
-    assert {r["kind"] for r in rows} == {"model", "dataset", "loss", "optimizer", "scheduler", "metric", "writer", "transform"}
+    assert {r["kind"] for r in rows} == {"model", "dataset", "loss", "optimizer", "scheduler", "metric", "writer", "transform", "task"}
     plateau = next(r for r in rows if r["name"] == "reduce_lr_on_plateau")
     assert plateau["options"] == {"interval": "metric", "durations": []}
     cosine = next(r for r in rows if r["name"] == "cosine_annealing_lr")

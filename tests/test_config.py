@@ -325,8 +325,10 @@ def test_a_validated_config_is_typed(builtin_host: PluginHost, digits_config: di
     names = [spec.record.name for spec in config.specs()]
     assert names == [
         "small_cnn", "digits", "cross_entropy", "adamw", "step_lr", "accuracy", "f1", "csv",
-        "random_horizontal_flip", "random_horizontal_flip",
+        "random_horizontal_flip", "random_horizontal_flip", "classification",
     ]
+    # the task the config leaves out is the one its dataset declares
+    assert config.task is not None and config.task.record.name == "classification"
     assert [s.record.kind for s in config.specs("transform")] == ["transform", "transform"]
     assert type(config).broken == {}
 
@@ -342,7 +344,7 @@ def test_the_written_config_has_no_record_key(builtin_host: PluginHost, digits_c
     data = jsonable_config(config)
     assert list(data) == [
         "requires", "trainer", "loader", "split", "transforms", "tta",
-        "model", "data", "loss", "optimizer", "scheduler", "metrics", "writer",
+        "model", "data", "loss", "optimizer", "scheduler", "metrics", "writer", "task",
     ]
     assert data["model"] == {"num_classes": None, "in_channels": None, "channels": 8, "dropout": 0.1, "name": "small_cnn"}
     assert list(data["metrics"][1])[-2:] == ["name", "log_as"]

@@ -23,8 +23,9 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-# components that need files on disk: tests/test_images.py runs the kit on generated images
-NEED_FILES = {"dataset:image_csv", "dataset:image_folder"}
+# components that need files on disk: their own test files run the kit on generated data
+# (tests/test_images.py, tests/test_tabular.py, tests/test_ranking.py)
+NEED_FILES = {"dataset:image_csv", "dataset:image_folder", "dataset:table_csv", "dataset:ranking_csv"}
 # the 80 torchvision models take minutes to build on 2 cores; a family sample
 # runs here, the whole list in tests/test_vision.py's name checks
 VISION_SAMPLE = {"resnet18", "mobilenet_v3_small", "efficientnet_b0", "shufflenet_v2_x0_5", "squeezenet1_1"}
@@ -33,7 +34,7 @@ VISION_SAMPLE = {"resnet18", "mobilenet_v3_small", "efficientnet_b0", "shufflene
 @pytest.mark.parametrize("record", BUILTINS, ids=lambda r: f"{r.kind}:{r.name}")
 def test_every_builtin_passes_the_kit(record: Any, template: Path) -> None:
     if f"{record.kind}:{record.name}" in NEED_FILES:
-        pytest.skip("needs image files: covered by tests/test_images.py")
+        pytest.skip("needs data files: covered by the dataset's own tests")
     if record.plugin == "builtin-vision" and record.name not in VISION_SAMPLE:
         pytest.skip("vision models: a sample of the families runs (speed)")
     params = {
@@ -55,6 +56,7 @@ def test_every_builtin_passes_the_kit(record: Any, template: Path) -> None:
         "transform:random_adjust_sharpness": {"sharpness_factor": 2.0},
         "transform:jpeg": {"quality": 50},
         "transform:normalize": {"mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]},
+        "task:multihead": {"heads": {"mask": {"classes": 3}, "age": {"task": "regression"}}},
     }.get(f"{record.kind}:{record.name}")
     check_component(record, params)
 

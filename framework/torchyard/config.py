@@ -280,6 +280,8 @@ class RunConfig(ParamsModel):
     scheduler: SchedulerSpec | None = None
     metrics: list[MetricSpec] = Field(default_factory=list)
     writer: ComponentSpec | None = None
+    #: After validation always set: the config's, or the dataset's declared task.
+    task: ComponentSpec | None = None
 
     def specs(self, kind: str | None = None) -> list[ComponentSpec]:
         """Every component section (of ``kind``) in this config, in table order."""
@@ -516,7 +518,9 @@ def validate_config(
         # a component's schema whose constraint cannot apply to the value given
         # (e.g. '> 0' on a list): still the config's value, still one line
         raise ConfigError(f"<config>: a component's params schema rejected a value: {e}") from None
-    problems = _cross_checks(config)
+    from torchyard.tasks import settle_task
+
+    problems = _cross_checks(config) or settle_task(config, registry)
     if problems:
         raise ConfigError(*problems)
     return config

@@ -4,87 +4,40 @@ One function runs a model over a loader -- :func:`forward` -- and every
 caller chooses what to keep: validation scores its batches as they come
 (:class:`Scorer`), prediction, reports and k-fold collect them
 (:func:`collect`), the pre-training probe takes one batch. What the model's
-outputs *are* travels with them as an :data:`OutputKind`, so averaging test-
-time-augmentation views, checkpoints or folds (:func:`ensemble`) never puts a
-regression value through a softmax.
+outputs *are* travels with them as an :data:`~torchyard.tasks.OutputKind`,
+and averaging test-time-augmentation views, checkpoints or folds
+(:func:`ensemble`) goes by the run's task (:mod:`torchyard.tasks`), so a
+regression value is never put through a softmax.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from torchyard import distributed
+from torchyard.tasks import OutputKind, Task
 
 if TYPE_CHECKING:
     from torchyard.device import Precision
     from torchyard.metric import Metric
 
-__all__ = [
-    "OutputKind",
-    "Outputs",
-    "Scorer",
-    "collect",
-    "ensemble",
-    "forward",
-    "output_kind",
-    "to_probabilities",
-]
-
-#: What an array of model outputs holds: raw ``logits`` of classes (one
-#: column per class, or a single binary logit), class ``probabilities``
-#: (after averaging views, checkpoints or folds), or regression ``values``.
-OutputKind = Literal["logits", "probabilities", "values"]
+__all__ = ["Outputs", "Scorer", "collect", "ensemble", "forward"]
 
 
-def output_kind(task: str) -> OutputKind:
-    """What a model trained for ``task`` outputs: values for regression,
-    logits otherwise."""
-    return "values" if task == "regression" else "logits"
-
-
-def to_probabilities(outputs: torch.Tensor, kind: OutputKind) -> torch.Tensor:
-    """Class probabilities of ``outputs``: a softmax over classes, or for a
-    single binary logit ``[1 - sigmoid, sigmoid]``; probabilities pass
-    through. Values have none."""
-    if kind == "probabilities":
-        return outputs
-    if kind == "values":
-        raise ValueError("regression values have no class probabilities")
-    if outputs.ndim == 1 or outputs.shape[-1] == 1:
-        p = torch.sigmoid(outputs.reshape(-1))
-        return torch.stack([1 - p, p], dim=-1)
-    return torch.softmax(outputs, dim=-1)
-
-
-def _combine(parts: Sequence[tuple[torch.Tensor, OutputKind]]) -> tuple[torch.Tensor, OutputKind]:
-    """The mean of several outputs for the same samples: class outputs are
-    averaged as probabilities, values as values.
-
-    :raises ValueError: values mixed with class outputs.
-    """
-    if len(parts) == 1:
-        return parts[0]
-    kinds = {kind for _, kind in parts}
-    if kinds == {"values"}:
-        return torch.stack([p for p, _ in parts]).mean(0), "values"
-    if "values" in kinds:
-        raise ValueError("cannot average regression values with class outputs")
-    return torch.stack([to_probabilities(p, kind) for p, kind in parts]).mean(0), "probabilities"
-
-
-def ensemble(outputs: Sequence[Outputs]) -> Outputs:
-    """Average several predictions of the same samples (checkpoints, folds).
+def ensemble(outputs: Sequence[Outputs], task: Task) -> Outputs:
+    """Average several predictions of the same samples (checkpoints, folds)
+    as the task says (class outputs as probabilities, values as values).
 
     :raises ValueError: nothing to average, or values mixed with class outputs.
     """
     if not outputs:
         raise ValueError("nothing to ensemble")
-    mean, kind = _combine([(torch.from_numpy(o.outputs), o.kind) for o in outputs])
+    mean, kind = task.combine([(torch.from_numpy(o.outputs), o.kind) for o in outputs])
     return Outputs(mean.numpy(), kind, outputs[0].targets)
 
 
@@ -97,10 +50,6 @@ class Outputs:
     kind: OutputKind
     #: The samples' targets, when the data had them and they were asked for.
     targets: np.ndarray | None = None
-
-    @property
-    def probabilities(self) -> np.ndarray:
-        return to_probabilities(torch.from_numpy(self.outputs), self.kind).numpy()
 
 
 def _split_batch(batch: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -115,7 +64,7 @@ def forward(
     *,
     device: torch.device,
     precision: Precision,
-    kind: OutputKind,
+    task: Task,
     views: Sequence[Any] = (),
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor | None, OutputKind]]:
     """Run ``model`` in eval mode over ``batches`` (a loader, or any iterable
@@ -124,7 +73,7 @@ def forward(
     Yields each batch's float outputs, its targets (on the device; ``None``
     for unlabelled data) and their kind. With test-time augmentation
     ``views`` (callables on the input batch), the outputs of the plain batch
-    and of every view are averaged (:func:`_combine`).
+    and of every view are averaged as the task says (:meth:`Task.combine`).
     """
     non_blocking = device.type == "cuda"
     was_training = model.training
@@ -138,10 +87,11 @@ def forward(
                 inputs = inputs.to(device, non_blocking=non_blocking)
                 if targets is not None:
                     targets = targets.to(device, non_blocking=non_blocking)
+                kind = task.output_kind
                 with precision.autocast():
                     parts = [(model(inputs).float(), kind)]
                     parts += [(model(view(inputs)).float(), kind) for view in views]
-                outputs, out_kind = _combine(parts)
+                outputs, out_kind = task.combine(parts)
             yield outputs, targets, out_kind
     finally:
         model.train(was_training)
@@ -153,7 +103,7 @@ def collect(
     *,
     device: torch.device,
     precision: Precision,
-    kind: OutputKind,
+    task: Task,
     views: Sequence[Any] = (),
     targets: bool = False,
 ) -> Outputs:
@@ -161,10 +111,11 @@ def collect(
     torch.distributed: every process's share, gathered on every process)."""
     chunks: list[torch.Tensor] = []
     labels: list[torch.Tensor] = []
-    out_kind: OutputKind = _combine([(torch.zeros(1, 2), kind)] * (1 + len(views)))[1]
-    for outputs, batch_targets, _ in forward(
-        model, loader, device=device, precision=precision, kind=kind, views=views
+    out_kind: OutputKind = task.output_kind
+    for outputs, batch_targets, batch_kind in forward(
+        model, loader, device=device, precision=precision, task=task, views=views
     ):
+        out_kind = batch_kind
         chunks.append(outputs.cpu())
         if targets and batch_targets is not None:
             labels.append(batch_targets.cpu())

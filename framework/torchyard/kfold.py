@@ -20,10 +20,11 @@ import numpy as np
 from torchyard import distributed
 from torchyard.console import Reporter
 from torchyard.files import atomic_write
-from torchyard.inference import Outputs, Scorer, ensemble, output_kind
+from torchyard.inference import Outputs, Scorer, ensemble
 from torchyard.loop import Trainer
-from torchyard.pipeline import finish_run
+from torchyard.pipeline import finish_run, tune
 from torchyard.run import Run, create_run_dir
+from torchyard.tasks import Task
 
 __all__ = ["fit_folds", "is_kfold"]
 
@@ -63,7 +64,7 @@ def fit_folds(first: Run, build_fold: Callable[[int], Run], out_dir: Path, repor
         index = np.asarray(run.extras["val_indices"])
         if oof is None or oof_targets is None:
             oof = np.zeros((n_labelled, fold_oof.outputs.shape[1]), dtype=np.float32)
-            oof_targets = np.zeros(n_labelled, dtype=fold_oof.targets.dtype)
+            oof_targets = np.zeros((n_labelled, *fold_oof.targets.shape[1:]), dtype=fold_oof.targets.dtype)
         oof[index] = fold_oof.outputs
         oof_targets[index] = fold_oof.targets
         test_loader = run.loader("test")
@@ -76,10 +77,11 @@ def fit_folds(first: Run, build_fold: Callable[[int], Run], out_dir: Path, repor
             "best_checkpoint": str(result.best_path) if result.best_path else None,
         })
     assert oof is not None and oof_targets is not None
-    out_of_fold = Outputs(oof, output_kind(first.data.task), oof_targets)
+    out_of_fold = Outputs(oof, first.task.output_kind, oof_targets)
     scores = _score(first, out_of_fold)
+    tuned = tune(first, out_of_fold)  # thresholds from every out-of-fold prediction
     if distributed.is_main():
-        _write_oof(out_dir / "oof.csv", out_of_fold)
+        _write_oof(out_dir / "oof.csv", out_of_fold, first.task)
     values = [f["best_value"] for f in per_fold if f["best_value"] is not None]
     summary = {
         "monitor": first.monitor,
@@ -90,6 +92,7 @@ def fit_folds(first: Run, build_fold: Callable[[int], Run], out_dir: Path, repor
         "mean_best_value": float(np.mean(values)) if values else None,
         "oof": scores,
         "oof_predictions": str(out_dir / "oof.csv"),
+        **tuned,
     }
     _print_summary(reporter, summary)
     if tests:
@@ -97,7 +100,7 @@ def fit_folds(first: Run, build_fold: Callable[[int], Run], out_dir: Path, repor
     # the whole run's end is the single run's end, in the run directory
     whole = _as_whole_run(first, out_dir)
     return finish_run(
-        whole, reporter, summary, test=ensemble(tests) if tests else None,
+        whole, reporter, summary, test=ensemble(tests, first.task) if tests else None,
         validation=out_of_fold, rows=rows, report_title="per class (out of fold)",
     )
 
@@ -121,14 +124,18 @@ def _score(run: Run, outputs: Outputs) -> dict[str, float]:
     return scorer.compute(reduce=False)
 
 
-def _write_oof(path: Path, outputs: Outputs) -> None:
-    probabilities = outputs.probabilities
+def _write_oof(path: Path, outputs: Outputs, task: Task) -> None:
+    """``oof.csv``: index, target, and the task's columns (predicted, probabilities, ...)."""
+    import pandas as pd
+
     assert outputs.targets is not None
+    targets = outputs.targets.reshape(len(outputs.targets), -1)
+    target = targets[:, 0] if targets.shape[1] == 1 else [" ".join(f"{v:g}" for v in row) for row in targets]
+    frame = pd.DataFrame({"index": np.arange(len(targets)), "target": target})
+    for name, column in task.oof_columns(outputs.outputs, outputs.kind).items():
+        frame[name] = column
     with atomic_write(path) as f:
-        columns = ",".join(f"prob_{i}" for i in range(probabilities.shape[1]))
-        f.write(f"index,target,predicted,{columns}\n")
-        for i, (target, row) in enumerate(zip(outputs.targets, probabilities, strict=True)):
-            f.write(f"{i},{target},{int(row.argmax())}," + ",".join(f"{p:.6f}" for p in row) + "\n")
+        frame.to_csv(f, index=False, float_format="%.6g", lineterminator="\n")
 
 
 def _print_summary(reporter: Reporter, summary: dict[str, Any]) -> None:

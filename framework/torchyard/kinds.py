@@ -381,6 +381,33 @@ TABLE: tuple[Kind, ...] = (
         summary="a callable applied to one sample's input (a torchvision transform, say)",
         conformance="torchyard.testing:_check_transform",
     ),
+    Kind(
+        name="task",
+        plural="tasks",
+        hook="register_tasks",
+        doc="""Register tasks.
+
+        A task factory returns a :class:`torchyard.tasks.Task`: the rules of
+        one kind of learning problem (classification, regression, ...) -- how
+        many outputs a model gives, what targets look like, how outputs
+        become probabilities and labels, how averages of outputs are taken,
+        how a split stratifies, what the report shows. The factory's
+        parameters are the config's ``task:`` section (thresholds, heads).
+        Without that section, a run takes the task its dataset declares.
+
+        :param register: call ``register(name, factory, ...)`` once per task.
+        """,
+        sections=(
+            Section(
+                "task",
+                "optional",
+                "What is learnt, and its settings; default: the task the dataset declares.",
+            ),
+        ),
+        title="Tasks",
+        summary="a `torchyard.tasks.Task`: the rules of one kind of problem",
+        conformance="torchyard.testing:_check_task",
+    ),
 )
 
 # Everything below reads TABLE when called, never at import: a kind appended

@@ -30,7 +30,7 @@ from torchyard.config import jsonable_config
 from torchyard.console import Reporter
 from torchyard.errors import TrainingError
 from torchyard.files import atomic_link, atomic_write
-from torchyard.inference import OutputKind, Outputs, Scorer, collect, forward, output_kind
+from torchyard.inference import Outputs, Scorer, collect, forward
 from torchyard.resume import ResumableSampler, capture_rng, require_resume_state, restore_rng
 from torchyard.run import Run
 
@@ -108,8 +108,6 @@ class Trainer:
         self._stop_seen = False
         self._epoch_generator_state: torch.Tensor | None = None
         self._train_generator = torch.Generator()
-        #: what the model outputs (logits of classes, or regression values)
-        self.output_kind: OutputKind = output_kind(run.data.task)
         self._scorer = Scorer(run.loss_fn, run.metrics, run.device)
 
     @functools.cached_property
@@ -448,7 +446,7 @@ class Trainer:
         run = self.run
         self._scorer.reset()
         for outputs, targets, _ in forward(
-            run.model, loader, device=run.device, precision=run.precision, kind=self.output_kind
+            run.model, loader, device=run.device, precision=run.precision, task=run.task
         ):
             assert targets is not None  # a validation split is labelled
             self._scorer.update(outputs, targets)
@@ -468,7 +466,7 @@ class Trainer:
             loader,
             device=run.device,
             precision=run.precision,
-            kind=self.output_kind,
+            task=run.task,
             views=views or (),
             targets=targets,
         )
@@ -513,8 +511,10 @@ class Trainer:
             "config": self._config_json,
             # what torchyard.load needs to rebuild the model and name its outputs
             "resolved": self._resolved_json,
+            "fitted": run.data.fitted.state_dict() if run.data.fitted is not None else None,
             "data": {
-                "task": run.data.task,
+                "task": run.task.name,
+                "num_classes": run.data.num_classes,
                 "class_names": list(run.data.class_names) if run.data.class_names else None,
                 "input_shape": list(run.data.input_shape) if run.data.input_shape else None,
             },

@@ -38,12 +38,11 @@ def fit_and_submit(
     best_row = next((r for r in result.rows if r["epoch"] == result.best_epoch), None)
     if not trainer.load_best(result):
         reporter.warn(f"{run.monitor} was never finite; predicting with the last weights")
+    val_loader = run.loader("val")
+    validation = trainer.predict(val_loader, targets=True) if val_loader is not None else None
+    tuned = tune(run, validation)  # before the test split is decoded with it
     test = predict_test(trainer)
     reporter.final_table(best_row, last)
-    val_loader = run.loader("val")
-    validation = None
-    if val_loader is not None and reports(run):
-        validation = trainer.predict(val_loader, targets=True)
     summary = {
         "monitor": run.monitor,
         "mode": run.mode,
@@ -54,6 +53,7 @@ def fit_and_submit(
         "best_checkpoint": str(result.best_path) if result.best_path else None,
         "last_checkpoint": str(result.last_path) if result.last_path else None,
         "final": {k: v for k, v in last.items() if k not in ("epoch", "step", "time_s")},
+        **tuned,
     }
     return finish_run(run, reporter, summary, test=test, validation=validation, rows=result.rows)
 
@@ -89,30 +89,45 @@ def predict_test(trainer: Trainer) -> Outputs | None:
     return trainer.predict(loader, views=trainer.run.tta)
 
 
-def reports(run: Run) -> bool:
-    """Whether the run's task has a per-class report (classification)."""
-    return run.data.task == "classification"
+def tune(run: Run, validation: Outputs | None) -> dict[str, Any]:
+    """What the task settles from the labelled validation outputs (a tuned
+    threshold), for ``summary.json`` under ``task_state``; a run predicting
+    later from this directory reads it back (:func:`task_state_of`)."""
+    if validation is None or validation.targets is None:
+        return {}
+    state = run.task.tune(validation.outputs, validation.kind, validation.targets)
+    return {"task_state": state} if state else {}
+
+
+def task_state_of(checkpoint: Path) -> dict[str, Any]:
+    """The ``task_state`` of the run a checkpoint belongs to (its
+    ``summary.json``, or a k-fold run's), if any."""
+    for directory in (checkpoint.parent.parent, checkpoint.parent.parent.parent):
+        summary = directory / "summary.json"
+        if summary.is_file():
+            try:
+                state = json.loads(summary.read_text()).get("task_state")
+            except (OSError, ValueError):
+                return {}
+            return state if isinstance(state, dict) else {}
+    return {}
 
 
 def _report(
     run: Run, validation: Outputs | None, rows: list[dict[str, Any]], reporter: Reporter, title: str
 ) -> dict[str, str] | None:
-    """Per-class scores, confusion matrix and curves, for classification runs."""
-    from torchyard.report import write_report
+    """The task's report on the labelled validation outputs, and the curves."""
+    from torchyard.report import write_curves
 
-    if not reports(run) or validation is None or validation.targets is None:
-        return None
     if not distributed.is_main():
         return None
-    return write_report(
-        run.out_dir / "report",
-        validation.outputs,
-        validation.targets,
-        run.data.class_names,
-        rows,
-        reporter,
-        title=title,
-    )
+    directory = run.out_dir / "report"
+    paths = write_curves(directory, rows)
+    if run.task.has_report and validation is not None and validation.targets is not None:
+        paths.update(
+            run.task.report(directory, validation.outputs, validation.kind, validation.targets, reporter, title)
+        )
+    return paths or None
 
 
 def resolve_checkpoints(path: Path) -> list[Path]:
@@ -142,12 +157,14 @@ def predict_with_checkpoints(trainer: Trainer, checkpoints: list[Path]) -> Outpu
         trainer.reporter.info("no test split: nothing to predict")
         return None
     outputs = []
+    run.task.load_state(task_state_of(checkpoints[0]))
     for checkpoint in checkpoints:
-        load_model_weights(
-            run.model, load_checkpoint(checkpoint, map_location=run.device), checkpoint
-        )
+        payload = load_checkpoint(checkpoint, map_location=run.device)
+        load_model_weights(run.model, payload, checkpoint)
+        if run.data.fitted is not None:  # each fold's preprocessing, learnt on its training part
+            run.data.fitted.load_state_dict(payload.get("fitted") or {})
         outputs.append(trainer.predict(loader, views=run.tta))
-    mean = ensemble(outputs)
+    mean = ensemble(outputs, run.task)
     if len(outputs) > 1:
         what = "values" if mean.kind == "values" else "probabilities"
         trainer.reporter.info(f"averaging the {what} of {len(outputs)} checkpoints")
@@ -166,9 +183,11 @@ def predictions_of(run: Run, outputs: Outputs) -> Predictions:
     return Predictions(
         ids=ids,
         outputs=outputs.outputs,
-        task=run.data.task,
+        task=run.task.name,
         class_names=list(run.data.class_names) if run.data.class_names else None,
         kind=outputs.kind,
+        meta=dict(run.data.test_meta),
+        rules=run.task,
     )
 
 

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from torchyard.config import RunConfig
     from torchyard.data import Predictions
     from torchyard.plugins import PluginHost
+    from torchyard.tasks import Task
 
 __all__ = ["Predictor", "load"]
 
@@ -45,14 +46,13 @@ class Predictor:
         models: list[torch.nn.Module],
         *,
         device: torch.device,
-        task: str,
+        task: Task,
         class_names: Sequence[str] | None,
         reader: Any | None,
         views: list[Any],
         batch_size: int,
     ) -> None:
         from torchyard.device import resolve_precision
-        from torchyard.inference import output_kind
 
         self.config = config
         self.models = models
@@ -62,7 +62,6 @@ class Predictor:
         self.reader = reader
         self.views = views
         self.batch_size = batch_size
-        self.kind = output_kind(task)
         try:
             self.precision = resolve_precision(config.trainer.precision, device)
         except ConfigError:  # e.g. trained with 16-mixed on CUDA, loaded on the CPU
@@ -84,17 +83,19 @@ class Predictor:
             [
                 collect(
                     model, batches, device=self.device, precision=self.precision,
-                    kind=self.kind, views=self.views,
+                    task=self.task, views=self.views,
                 )
                 for model in self.models
-            ]
+            ],
+            self.task,
         )  # fmt: skip
         return Predictions(
             ids=list(range(len(outputs.outputs))),
             outputs=outputs.outputs,
-            task="regression" if self.task == "regression" else "classification",
+            task=self.task.name,
             class_names=self.class_names,
             kind=outputs.kind,
+            rules=self.task,
         )
 
     def _batches(self, inputs: Any) -> list[Any]:
@@ -143,9 +144,9 @@ def load(
     from torchyard.config import validate_config
     from torchyard.device import resolve_device
     from torchyard.factories import build_component
-    from torchyard.pipeline import resolve_checkpoints
+    from torchyard.pipeline import resolve_checkpoints, task_state_of
     from torchyard.plugins import get_host
-    from torchyard.run import with_resolved
+    from torchyard.run import build_task, with_resolved
 
     host = host if host is not None else get_host()
     checkpoints = resolve_checkpoints(Path(source))
@@ -168,11 +169,14 @@ def load(
 
     views = [Compose([build_component(spec) for spec in view]) for view in config.tta]
     data = first["data"]
+    task = build_task(config)
+    task.setup(data.get("num_classes"), data.get("class_names"))
+    task.load_state(task_state_of(checkpoints[0]))
     return Predictor(
         config,
         models,
         device=target,
-        task=data["task"],
+        task=task,
         class_names=data.get("class_names"),
         reader=reader,
         views=views,

@@ -41,7 +41,7 @@ def components_markdown(registry: Registry, distribution: str = "torchyard") -> 
         for record in records:
             lines += [f"### `{record.name}`", "", record.summary or "", ""]
             details = [f"plugin `{record.plugin}`"]
-            for option, value in record.options.items():
+            for option, value in record.shown_options().items():
                 shown = ", ".join(f"`{v}`" for v in value) if isinstance(value, tuple | list) else f"`{value}`"
                 details.append(f"{option}: {shown or '-'}")
             lines += ["; ".join(details), ""]

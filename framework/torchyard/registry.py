@@ -99,6 +99,16 @@ class ComponentRecord:
             return f"{self.plugin} ({self.distribution} {self.version or '?'})"
         return self.plugin
 
+    def shown_options(self) -> dict[str, Any]:
+        """The options as plain values for listings: functions by import path."""
+
+        def show(value: Any) -> Any:
+            if callable(value):
+                return f"{getattr(value, '__module__', '?')}:{getattr(value, '__qualname__', repr(value))}"
+            return list(value) if isinstance(value, tuple) else value
+
+        return {option: show(value) for option, value in self.options.items()}
+
     @property
     def tasks(self) -> tuple[str, ...]:
         """For losses, metrics and writers: the tasks whose targets (or

@@ -16,45 +16,124 @@ import numpy as np
 from torchyard.console import Reporter
 from torchyard.files import atomic_path, atomic_write
 
-__all__ = ["write_report"]
+__all__ = ["write_curves", "write_label_report", "write_report", "write_value_report"]
 
 
 def write_report(
     directory: Path,
-    outputs: np.ndarray,
+    predicted: np.ndarray,
     targets: np.ndarray,
     class_names: Sequence[str] | None,
-    rows: Sequence[Mapping[str, Any]],
     reporter: Reporter | None = None,
     title: str = "per class (validation, best checkpoint)",
+    n_classes: int | None = None,
+    prefix: str = "",
 ) -> dict[str, str]:
-    """Write the report files for a classification run; return their paths.
-
-    ``outputs`` are one row per sample of class scores (logits or
-    probabilities: only their argmax is used), or one binary logit.
-    """
+    """Per-class precision, recall, F1 and a confusion matrix from predicted
+    and true class indices (``<prefix>per_class.csv``,
+    ``<prefix>confusion_matrix.png``); return their paths."""
     from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
     directory.mkdir(parents=True, exist_ok=True)
-    predicted = outputs.argmax(axis=1) if outputs.ndim == 2 and outputs.shape[1] > 1 else (outputs.reshape(-1) > 0).astype(int)
-    n_classes = max(int(outputs.shape[1]) if outputs.ndim == 2 and outputs.shape[1] > 1 else 2, int(targets.max()) + 1)
-    labels = list(range(n_classes))
-    names = list(class_names) if class_names is not None and len(class_names) == n_classes else [str(i) for i in labels]
+    predicted, targets = np.asarray(predicted).astype(np.int64), np.asarray(targets).astype(np.int64)
+    count = max(n_classes or 0, int(targets.max(initial=0)) + 1, int(predicted.max(initial=0)) + 1, 2)
+    labels = list(range(count))
+    names = list(class_names) if class_names is not None and len(class_names) == count else [str(i) for i in labels]
     precision, recall, f1, support = precision_recall_fscore_support(
         targets, predicted, labels=labels, zero_division=0
     )
-    paths = {"per_class": str(directory / "per_class.csv")}
-    with atomic_write(directory / "per_class.csv") as f:
+    per_class = directory / f"{prefix}per_class.csv"
+    with atomic_write(per_class) as f:
         f.write("class,precision,recall,f1,support\n")
         for i in labels:
             f.write(f"{names[i]},{precision[i]:.6f},{recall[i]:.6f},{f1[i]:.6f},{int(support[i])}\n")
     matrix = confusion_matrix(targets, predicted, labels=labels)
-    paths["confusion_matrix"] = str(_plot_confusion(matrix, names, directory / "confusion_matrix.png"))
-    if rows:
-        paths["curves"] = str(_plot_curves(rows, directory / "curves.png"))
+    paths = {
+        f"{prefix}per_class": str(per_class),
+        f"{prefix}confusion_matrix": str(_plot_confusion(matrix, names, directory / f"{prefix}confusion_matrix.png")),
+    }
     if reporter is not None:
         _summary(reporter, title, names, precision, recall, f1, support)
     return paths
+
+
+def write_label_report(
+    directory: Path,
+    predicted: np.ndarray,
+    targets: np.ndarray,
+    label_names: Sequence[str] | None,
+    reporter: Reporter | None = None,
+    title: str = "per label (validation, best checkpoint)",
+) -> dict[str, str]:
+    """Per-label precision, recall, F1 and support of multi-hot predictions
+    (``per_label.csv``)."""
+    from sklearn.metrics import precision_recall_fscore_support
+
+    directory.mkdir(parents=True, exist_ok=True)
+    count = targets.shape[1]
+    names = list(label_names) if label_names is not None and len(label_names) == count else [str(i) for i in range(count)]
+    precision, recall, f1, support = precision_recall_fscore_support(
+        targets.astype(np.int64), predicted.astype(np.int64), average=None, zero_division=0
+    )
+    path = directory / "per_label.csv"
+    with atomic_write(path) as f:
+        f.write("label,precision,recall,f1,support\n")
+        for i in range(count):
+            f.write(f"{names[i]},{precision[i]:.6f},{recall[i]:.6f},{f1[i]:.6f},{int(support[i])}\n")
+    if reporter is not None:
+        _summary(reporter, title, names, precision, recall, f1, support)
+    return {"per_label": str(path)}
+
+
+def write_value_report(
+    directory: Path,
+    predicted: np.ndarray,
+    targets: np.ndarray,
+    names: Sequence[str] | None,
+    reporter: Reporter | None = None,
+    title: str = "per target (validation, best checkpoint)",
+) -> dict[str, str]:
+    """Errors per regression target (``per_target.csv``) and predicted
+    against true values (``predicted_vs_true.png``)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    predicted = predicted.reshape(len(predicted), -1)
+    targets = targets.reshape(len(targets), -1)
+    columns = list(names) if names is not None and len(names) == targets.shape[1] else [
+        f"target_{i}" for i in range(targets.shape[1])
+    ]
+    errors = predicted - targets
+    mae = np.abs(errors).mean(0)
+    rmse = np.sqrt((errors**2).mean(0))
+    spread = ((targets - targets.mean(0)) ** 2).sum(0)
+    r2 = 1 - (errors**2).sum(0) / np.where(spread > 0, spread, np.nan)
+    path = directory / "per_target.csv"
+    with atomic_write(path) as f:
+        f.write("target,mae,rmse,r2,count\n")
+        for i, name in enumerate(columns):
+            f.write(f"{name},{mae[i]:.6f},{rmse[i]:.6f},{r2[i]:.6f},{len(targets)}\n")
+    plt = _pyplot()
+    figure, axes = plt.subplots(figsize=(4.5, 4.5), dpi=110)
+    axes.scatter(targets[:, 0], predicted[:, 0], s=8, alpha=0.6)
+    low, high = float(min(targets[:, 0].min(), predicted[:, 0].min())), float(max(targets[:, 0].max(), predicted[:, 0].max()))
+    axes.plot([low, high], [low, high], color="grey", linewidth=1)
+    axes.set_xlabel(f"true {columns[0]}")
+    axes.set_ylabel("predicted")
+    axes.grid(alpha=0.3)
+    figure.tight_layout()
+    paths = {"per_target": str(path), "predicted_vs_true": str(_save(figure, directory / "predicted_vs_true.png"))}
+    if reporter is not None:
+        reporter.info(
+            f"{title}: " + "  ".join(f"{n} mae {m:.4f} rmse {r:.4f}" for n, m, r in zip(columns, mae, rmse, strict=True))
+        )
+    return paths
+
+
+def write_curves(directory: Path, rows: Sequence[Mapping[str, Any]]) -> dict[str, str]:
+    """Loss, metric and learning-rate curves per epoch (``curves.png``)."""
+    if not rows:
+        return {}
+    directory.mkdir(parents=True, exist_ok=True)
+    return {"curves": str(_plot_curves(rows, directory / "curves.png"))}
 
 
 def _summary(

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
@@ -27,6 +28,7 @@ from torchyard.config import (
     jsonable_config,
     metric_key,
     resolve_monitor,
+    section_model,
 )
 from torchyard.data import Compose, DataBundle, length
 from torchyard.device import (
@@ -49,6 +51,7 @@ from torchyard.optim import (
     scale_group_lrs,
 )
 from torchyard.plugins import PluginHost
+from torchyard.tasks import Task
 
 __all__ = [
     "Run",
@@ -83,6 +86,8 @@ class Run:
     writer: Any
     monitor: str
     mode: Literal["min", "max"]
+    #: The task's rules: outputs, targets, averaging, reports.
+    task: Task = field(default_factory=Task)
     #: Test-time augmentation views (callables on input batches), if any.
     tta: list[Any] = field(default_factory=list)
     #: Values filled in from the data or the run, by config section
@@ -208,10 +213,22 @@ def setup_device(config: RunConfig) -> torch.device:
     return distributed.setup(config.trainer.device) or resolve_device(config.trainer.device)
 
 
-def build_data(config: RunConfig, *, train: bool = True, fold: int = 0) -> tuple[DataBundle, dict[str, Any]]:
-    """The dataset, checked, with a ``split`` section's validation part
-    carved out (``fold`` picks the pair); and what the split found out
-    (``extras``: folds, validation indices, warnings)."""
+def build_task(config: RunConfig) -> Task:
+    """The config's task (validation filled it in from the dataset when absent)."""
+    assert config.task is not None  # validate_config settles it
+    task = build_component(config.task, where="task")
+    if not isinstance(task, Task):
+        raise ConfigError(f"task: '{config.task.record.name}' did not return a torchyard.tasks.Task")
+    return task
+
+
+def build_data(
+    config: RunConfig, task: Task, *, train: bool = True, fold: int = 0
+) -> tuple[DataBundle, dict[str, Any]]:
+    """The dataset, checked against the task, with a ``split`` section's
+    validation part carved out (``fold`` picks the pair) and its ``fitted``
+    preprocessing fitted on the training part; and what the split found
+    out (``extras``: folds, validation indices, warnings)."""
     data = build_component(config.data, context=_transforms(config), where="data")
     if not isinstance(data, DataBundle):
         raise ConfigError(
@@ -219,9 +236,14 @@ def build_data(config: RunConfig, *, train: bool = True, fold: int = 0) -> tuple
             "not a torchyard.data.DataBundle"
         )
     _check_data(data, train=train)
+    task.bind(data)
     extras: dict[str, Any] = {}
+    train_indices = None
     if config.split is not None and train:
-        data, extras = _split(data, config, fold)
+        data, extras, train_indices = _split(data, config, fold, task)
+    if data.fitted is not None and train:
+        # learnt from the training part only; predicting loads it from a checkpoint
+        data.fitted.fit(train_indices if train_indices is not None else np.arange(length(data.train)))
     return data, extras
 
 
@@ -250,8 +272,9 @@ def build_run(
     device = device if device is not None else setup_device(config)
     precision = resolve_precision(trainer.precision, device)
 
-    data, extras = build_data(config, train=train, fold=fold)
-    context = data.context()
+    task = build_task(config)
+    data, extras = build_data(config, task, train=train, fold=fold)
+    context = {**data.context(), **task.context()}
 
     resolved: dict[str, dict[str, Any]] = {}
     model = build_component(
@@ -267,19 +290,17 @@ def build_run(
             f"trainer.monitor: '{monitor}' needs a validation split, and dataset "
             f"'{cfg.data.record.name}' has none; monitor 'train/loss' instead"
         )
-    metrics: dict[str, Metric] = {}
-    for i, spec in enumerate(cfg.metrics):
-        metric = build_component(
-            spec, context=context, injected=resolved.setdefault(f"metrics.{i}", {}), where=f"metrics.{i}"
-        )
-        metrics[metric_key(spec)] = metric.to(device)
-    mode = _resolve_mode(trainer.mode, monitor, metrics)
+    def build(spec: Any, kind: str, extra: dict[str, Any], where: str) -> Any:
+        """A loss or metric for the task: a config section or a raw mapping."""
+        if isinstance(spec, dict):
+            spec = section_model(host.registry.get(kind, str(spec.get("name")))).model_validate(spec)
+        # values filled in for the task's own parts (a head's classes) are not the section's
+        injected = None if extra else resolved.setdefault(where, {})
+        component = build_component(spec, context={**context, **extra}, injected=injected, where=where)
+        return component.to(device) if hasattr(component, "to") else component
 
-    loss_fn = build_component(
-        cfg.loss, context=context, injected=resolved.setdefault("loss", {}), where="loss"
-    )
-    if isinstance(loss_fn, torch.nn.Module):
-        loss_fn.to(device)
+    loss_fn, metrics = task.wrap(cfg.loss, cfg.metrics, build)
+    mode = _resolve_mode(trainer.mode, monitor, metrics)
 
     optimizer = scheduler = None
     if train:
@@ -290,7 +311,7 @@ def build_run(
         )
     writer = build_component(cfg.writer, where="writer") if cfg.writer is not None else None
     if train:
-        _probe(cfg, data, model, loss_fn, metrics, device, precision)
+        _probe(cfg, data, task, model, loss_fn, metrics, device, precision)
     check_ids = getattr(writer, "check_ids", None)
     if callable(check_ids) and data.test_ids is not None:
         # refuse a submission that cannot match its template before training
@@ -313,6 +334,7 @@ def build_run(
         resolved={k: v for k, v in resolved.items() if v},
         extras=extras,
         tta=[Compose([build_component(spec) for spec in view]) for view in cfg.tta],
+        task=task,
     )
 
 
@@ -335,8 +357,11 @@ def _transforms(cfg: RunConfig) -> dict[str, Any]:
     return context
 
 
-def _split(data: DataBundle, cfg: RunConfig, fold: int) -> tuple[DataBundle, dict[str, Any]]:
-    """Carve the validation part out of ``data.train`` as ``cfg.split`` says."""
+def _split(
+    data: DataBundle, cfg: RunConfig, fold: int, task: Task
+) -> tuple[DataBundle, dict[str, Any], np.ndarray]:
+    """Carve the validation part out of ``data.train`` as ``cfg.split`` says
+    (stratified as the task says); returns the indices that train, too."""
     import dataclasses
 
     from torch.utils.data import Subset
@@ -351,7 +376,8 @@ def _split(data: DataBundle, cfg: RunConfig, fold: int) -> tuple[DataBundle, dic
     how = cfg.split
     assert how is not None  # the caller checked
     n = length(data.train)
-    pairs, warnings = make_splits(how, data.train_targets, data.groups, n)
+    labels = task.stratify(data.train_targets) if data.train_targets is not None else None
+    pairs, warnings = make_splits(how, labels, data.groups, n, quiet=not task.stratifies)
     if not 0 <= fold < len(pairs):
         raise ConfigError(f"split: fold {fold} is out of range ({len(pairs)} folds)")
     train_idx, val_idx = pairs[fold]
@@ -376,7 +402,7 @@ def _split(data: DataBundle, cfg: RunConfig, fold: int) -> tuple[DataBundle, dic
     }
     if groups is not None:
         extras["groups_overlap"] = len({groups[i] for i in train_idx} & {groups[i] for i in val_idx})
-    return split, extras
+    return split, extras, train_idx
 
 
 def preview_lr(config: RunConfig) -> tuple[list[tuple[int, int, list[float]]], TrainingLength]:
@@ -386,7 +412,7 @@ def preview_lr(config: RunConfig) -> tuple[list[tuple[int, int, list[float]]], T
     stand-in parameter per group of ``optimizer.param_groups`` (frozen ones
     left out), then one for the default group."""
     cfg = config
-    data, _ = build_data(config)
+    data, _ = build_data(config, build_task(config))
     length = TrainingLength(cfg.trainer.max_epochs, steps_per_epoch(data, cfg))
     groups: list[dict[str, Any]] = []
     for group in [*cfg.optimizer.param_groups, None]:
@@ -420,6 +446,7 @@ def steps_per_epoch(data: DataBundle, config: RunConfig) -> int:
 def _probe(
     cfg: RunConfig,
     data: DataBundle,
+    task: Task,
     model: torch.nn.Module,
     loss_fn: Any,
     metrics: dict[str, Metric],
@@ -428,33 +455,27 @@ def _probe(
 ) -> None:
     """Send one small batch through the model, the loss and the metrics.
 
-    A model that cannot take the data, a class count that does not match,
-    a loss or metric that cannot take these outputs and targets: all are
-    config errors naming the section, found before the run directory is
-    written -- not a traceback in the first training step.
+    A model that cannot take the data, an output count that does not match
+    the task, a loss or metric that cannot take these outputs and targets:
+    all are config errors naming the section, found before the run
+    directory is written -- not a traceback in the first training step.
     """
-    from torchyard.inference import forward, output_kind
+    from torchyard.inference import forward
 
     dataset = data.val if data.val is not None else data.train
     loader = DataLoader(dataset, batch_size=min(8, length(dataset)), generator=torch.Generator())
     batch = next(iter(loader))
     try:
-        outputs, targets, _ = next(
-            forward(model, [batch], device=device, precision=precision, kind=output_kind(data.task))
-        )
+        outputs, targets, _ = next(forward(model, [batch], device=device, precision=precision, task=task))
     except Exception as e:  # noqa: BLE001 - any failure here is the config's
         raise ConfigError(
             f"model: '{cfg.model.record.name}' cannot take the data's inputs of shape "
             f"{tuple(batch[0].shape)}: {first_line(e)}"
         ) from e
     assert targets is not None  # a labelled split
-    width = outputs.shape[-1] if outputs.ndim == 2 else 1
-    classes = data.num_classes
-    if data.task == "classification" and classes and width not in (classes, 1 if classes == 2 else classes):
-        raise ConfigError(
-            f"model.num_classes: the model gives {width} outputs per sample, but the data has "
-            f"{classes} classes; leave num_classes unset to take it from the data"
-        )
+    problem = task.check_outputs(outputs.shape[-1] if outputs.ndim >= 2 else 1)
+    if problem:
+        raise ConfigError(problem)
     with torch.inference_mode():
         try:
             loss_fn(outputs, targets)
@@ -463,7 +484,10 @@ def _probe(
                 f"loss: '{cfg.loss.record.name}' cannot take outputs of shape "
                 f"{tuple(outputs.shape)} with these targets: {first_line(e)}"
             ) from e
-        for i, (spec, metric) in enumerate(zip(cfg.metrics, metrics.values(), strict=True)):
+        # metrics by key; a task's derived metrics (per head) map to their section
+        where = {metric_key(spec): (i, spec) for i, spec in enumerate(cfg.metrics)}
+        for key, metric in metrics.items():
+            i, spec = where.get(key.rsplit("/", 1)[-1], (0, cfg.metrics[0] if cfg.metrics else None))
             try:
                 metric.update(outputs, targets)
                 with warnings.catch_warnings():
@@ -471,11 +495,11 @@ def _probe(
                     metric.compute()
             except Exception as e:  # noqa: BLE001
                 hint = ""
-                if "num_classes" in spec.model_fields_set:
-                    hint = f" (its num_classes is {getattr(spec, 'num_classes', None)}; the data has {classes})"
+                if spec is not None and "num_classes" in spec.model_fields_set:
+                    hint = f" (its num_classes is {getattr(spec, 'num_classes', None)}; the data has {data.num_classes})"
+                name = spec.record.name if spec is not None else key
                 raise ConfigError(
-                    f"metrics.{i}: '{spec.record.name}' cannot take these outputs and "
-                    f"targets{hint}: {first_line(e)}"
+                    f"metrics.{i}: '{name}' cannot take these outputs and targets{hint}: {first_line(e)}"
                 ) from e
             finally:
                 metric.reset()
@@ -490,15 +514,6 @@ def _check_data(data: DataBundle, *, train: bool) -> None:
         raise DataError(
             f"data: {len(data.test_ids)} test ids for {length(data.test)} test samples"
         )
-    if data.task == "classification" and data.num_classes is not None and data.train_targets is not None:
-        targets = torch.as_tensor(list(data.train_targets))
-        if targets.numel():
-            low, high = int(targets.min()), int(targets.max())
-            if low < 0 or high >= data.num_classes:
-                raise DataError(
-                    f"data: training labels span {low}..{high}, outside 0..{data.num_classes - 1} "
-                    f"for num_classes={data.num_classes}"
-                )
 
 
 def _resolve_mode(mode: str, monitor: str, metrics: dict[str, Metric]) -> Literal["min", "max"]:

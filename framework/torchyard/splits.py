@@ -46,11 +46,18 @@ class SplitConfig(ParamsModel):
 
 
 def make_splits(
-    config: SplitConfig, labels: Sequence[Any] | None, groups: Sequence[Any] | None, n: int
+    config: SplitConfig,
+    labels: Sequence[Any] | np.ndarray | None,
+    groups: Sequence[Any] | None,
+    n: int,
+    *,
+    quiet: bool = False,
 ) -> tuple[list[tuple[np.ndarray, np.ndarray]], list[str]]:
     """The (train, validation) index pairs, and warnings for the user.
 
     Holdout gives one pair, k-fold one per fold (or only ``config.fold``).
+    ``labels`` are what to stratify by (the task's: classes, binned values);
+    ``quiet``: a task that never stratifies, so no labels is no news.
     """
     from sklearn.model_selection import (
         GroupKFold,
@@ -67,7 +74,7 @@ def make_splits(
             "sides, and validation scores will be optimistic (a leaking split)"
         )
     stratify = config.stratify and labels is not None
-    if config.stratify and labels is None:
+    if config.stratify and labels is None and not quiet:
         warnings.append("split.stratify: the dataset gives no labels; splitting without stratification")
     k = config.folds if config.method == "kfold" else max(2, round(1 / config.val_fraction))
     if k > n:

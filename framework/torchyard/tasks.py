@@ -21,7 +21,7 @@ and passes regression values through; it is also what a
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
@@ -51,6 +51,12 @@ class Task:
     #: What the model's outputs are.
     output_kind: ClassVar[OutputKind] = "logits"
 
+    #: Whether :meth:`report` has something to show (and so the validation
+    #: split is predicted once more at the end of a run).
+    has_report: ClassVar[bool] = True
+    #: Whether :meth:`stratify` gives labels (a split says so when it cannot).
+    stratifies: ClassVar[bool] = True
+
     def __init__(self) -> None:
         self.num_classes: int | None = None
         self.class_names: list[str] | None = None
@@ -58,13 +64,35 @@ class Task:
     # -- before training ---------------------------------------------------------
 
     def bind(self, data: DataBundle) -> None:
-        """Learn what the task needs from the data (called once it is built)."""
-        self.num_classes = data.num_classes
-        self.class_names = list(data.class_names) if data.class_names else None
+        """Learn what the task needs from the data (called once it is built).
+
+        :raises DataError: the data does not fit the task.
+        """
+        from torchyard.errors import DataError
+
+        if not self.accepts_data(data.task):
+            raise DataError(
+                f"data: the dataset yields {data.task} targets, but the task is {self.name}"
+            )
+        self.setup(data.num_classes, data.class_names)
+        if data.train_targets is not None:
+            problem = self.check_targets(data.train_targets)
+            if problem:
+                raise DataError(f"data: {problem}")
+
+    def setup(self, num_classes: int | None, class_names: Sequence[str] | None) -> None:
+        """What :meth:`bind` keeps from the data (a loaded run calls it with
+        what its checkpoint recorded)."""
+        self.num_classes = num_classes
+        self.class_names = list(class_names) if class_names else None
 
     def accepts(self, targets: Sequence[str]) -> bool:
-        """Whether a loss or metric taking these tasks' targets fits."""
+        """Whether a loss, metric or writer taking these tasks' targets fits."""
         return self.name in targets
+
+    def accepts_data(self, task: str) -> bool:
+        """Whether a dataset yielding ``task`` targets fits."""
+        return task == self.name
 
     def context(self) -> dict[str, Any]:
         """Values offered to factories by parameter name (``num_classes``
@@ -75,7 +103,10 @@ class Task:
         """A problem with the training targets, or None."""
         if self.num_classes is None or not len(targets):
             return None
-        values = np.asarray(targets)
+        try:
+            values = np.asarray(targets)
+        except ValueError:
+            return "training labels must be one class index per sample"
         if values.dtype.kind not in "iu":
             if values.dtype.kind == "f" and np.all(np.mod(values, 1) == 0):
                 values = values.astype(np.int64)
@@ -104,13 +135,19 @@ class Task:
         task's targets cannot be stratified."""
         return np.unique(np.asarray(targets), return_inverse=True)[1]
 
-    def loss(self, loss_fn: Any) -> Any:
-        """The loss the loop uses, given the configured one."""
-        return loss_fn
-
-    def metrics(self, metrics: dict[str, Metric]) -> dict[str, Metric]:
-        """The metrics to log, by key, given the configured ones."""
-        return metrics
+    def wrap(
+        self, loss_spec: Any, metric_specs: Sequence[Any], build: Callable[..., Any]
+    ) -> tuple[Any, dict[str, Metric]]:
+        """The loss the loop uses and the metrics it logs (by key), from the
+        config's sections. ``build(spec, kind, context, where)`` builds a
+        component section (or a raw ``{name: ...}`` mapping) with the run's
+        context plus ``context``."""
+        loss = build(loss_spec, "loss", {}, "loss")
+        metrics = {
+            (spec.log_as or spec.record.name): build(spec, "metric", {}, f"metrics.{i}")
+            for i, spec in enumerate(metric_specs)
+        }
+        return loss, metrics
 
     # -- outputs -----------------------------------------------------------------
 
@@ -174,10 +211,18 @@ class Task:
 
     # -- after training ----------------------------------------------------------
 
+    def tune(self, outputs: np.ndarray, kind: OutputKind, targets: np.ndarray) -> dict[str, Any]:
+        """Settle what the task learns from labelled validation outputs after
+        training (a tuned threshold, say); returns it for ``summary.json``."""
+        return {}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Take back what :meth:`tune` returned (read from the run's ``summary.json``)."""
+
     def oof_columns(self, outputs: np.ndarray, kind: OutputKind) -> dict[str, np.ndarray]:
         """The columns of ``oof.csv`` besides ``index`` and ``target``."""
         probabilities = self.probabilities(outputs, kind)
-        columns = {"predicted": probabilities.argmax(axis=1)}
+        columns = {"predicted": self.labels(outputs, kind)}
         columns.update({f"prob_{i}": probabilities[:, i] for i in range(probabilities.shape[1])})
         return columns
 
@@ -187,11 +232,80 @@ class Task:
         outputs: np.ndarray,
         kind: OutputKind,
         targets: np.ndarray,
-        rows: Sequence[Mapping[str, Any]],
         reporter: Reporter | None,
         title: str,
-    ) -> dict[str, str] | None:
+    ) -> dict[str, str]:
         """Write the end-of-run report for labelled ``outputs``; return its files."""
         from torchyard.report import write_report
 
-        return write_report(directory, outputs, targets, self.class_names, rows, reporter, title=title)
+        return write_report(
+            directory, self.labels(outputs, kind), targets, self.class_names, reporter, title,
+            n_classes=self.num_classes,
+        )  # fmt: skip
+
+
+# -- settling a config's task ------------------------------------------------------
+
+
+def declared_task(data_spec: Any) -> str:
+    """The task a config's dataset declares at registration (``task=``):
+    a name, or a function of its params; classification when silent.
+
+    :raises ConfigError: the function failed or named no task.
+    """
+    from torchyard.errors import ConfigError
+    from torchyard.kinds import TASKS, import_object, task_names
+
+    record = data_spec.record
+    declared = record.options.get("task", "classification")
+    if callable(declared) or (isinstance(declared, str) and ":" in declared):
+        function = import_object(declared) if isinstance(declared, str) else declared
+        try:
+            declared = function(**data_spec.factory_kwargs())
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"data: dataset '{record.name}': {e}") from None
+    (name,) = task_names(declared)[:1] or ("",)
+    if name not in TASKS:
+        raise ConfigError(f"data: dataset '{record.name}' declares an unknown task {declared!r}")
+    return name
+
+
+def settle_task(config: Any, registry: Any) -> list[str]:
+    """Fill in the config's ``task`` from its dataset when the config has
+    none, and check that the loss, the metrics and the writer take the
+    task's targets; returns the problems, one line each."""
+    from torchyard.config import section_model
+    from torchyard.errors import TorchyardError
+    from torchyard.factories import build_component
+
+    try:
+        declared = declared_task(config.data)
+        if config.task is None:
+            record = registry.get("task", declared)
+            config.task = section_model(record).model_validate({"name": record.name})
+        task = build_component(config.task, where="task")
+    except TorchyardError as e:
+        return [p if p.startswith(("task", "data")) else f"task: {p}" for p in e.problems]
+    if not isinstance(task, Task):
+        return [f"task: '{config.task.record.name}' did not return a torchyard.tasks.Task"]
+    problems = []
+    if not task.accepts_data(declared):
+        problems.append(
+            f"task: '{task.name}' does not fit dataset '{config.data.record.name}', which yields "
+            f"{declared} targets"
+        )
+    where_spec = [("loss", config.loss)] + [(f"metrics.{i}", m) for i, m in enumerate(config.metrics)]
+    if config.writer is not None and config.writer.record.tasks:
+        where_spec.append(("writer", config.writer))
+    for where, spec in where_spec:
+        record = spec.record
+        if not task.accepts(record.tasks):
+            fits = sorted(
+                {r.name for r in registry.records(record.kind) if r.tasks and task.accepts(r.tasks)}
+            )
+            hint = f"; {record.kind}s for {task.name}: {', '.join(fits[:8])}" if fits else ""
+            problems.append(
+                f"{where}: {record.kind} '{record.name}' takes {' or '.join(record.tasks)} targets, "
+                f"but the task is {task.name}{hint}"
+            )
+    return problems

@@ -272,3 +272,11 @@ def _check_transform(record: ComponentRecord, params: dict[str, Any]) -> None:
     except (TypeError, ValueError):  # float-only transforms (normalize, noise)
         out = transform(image.float() / 255)
     assert out is not None, "returned None"
+
+
+def _check_task(record: ComponentRecord, params: dict[str, Any]) -> None:
+    from torchyard.tasks import Task
+
+    task = _build(record, params)
+    assert isinstance(task, Task), f"returned {type(task).__name__}, not a torchyard.tasks.Task"
+    assert isinstance(task.name, str) and task.name, "the task has no name"

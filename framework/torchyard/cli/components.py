@@ -59,7 +59,7 @@ def list_components(
                 "plugin": r.plugin,
                 "distribution": r.distribution,
                 "version": r.version,
-                **({"options": dict(r.options)} if r.options else {}),
+                **({"options": r.shown_options()} if r.options else {}),
             }
             for r in records
         ]
@@ -102,7 +102,7 @@ def show_component(
                     "plugin": record.plugin,
                     "distribution": record.distribution,
                     "version": record.version,
-                    "options": dict(record.options),
+                    "options": record.shown_options(),
                     "params": params,
                 },
                 indent=2,
@@ -119,7 +119,7 @@ def show_component(
     description = record.summary or _doc_summary(record.factory)
     if description:
         console.print(description, highlight=False, markup=False)
-    for option, value in record.options.items():
+    for option, value in record.shown_options().items():
         shown = ", ".join(value) if isinstance(value, tuple | list) else value
         console.print(f"{option}: {shown}", highlight=False, markup=False)
     if not params:
