@@ -57,15 +57,15 @@ def test_relative_paths_of_a_dict_config_resolve_against_base_dir(
     mask_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch  # noqa: F811
 ) -> None:
     config = mask_config(mask_data)
-    config["data"].update(csv="train/images.csv", test_csv="eval/info.csv", test_root="eval/images")
+    config["data"].update(csv="train/train.csv", root="train/images", test_csv="eval/info.csv", test_root="eval/images")
     config["writer"]["path"] = "eval/info.csv"
     monkeypatch.chdir(tmp_path)  # nothing is relative to here
     validated, _ = torchyard.api.load_run_config(config, base_dir=mask_data)
-    assert validated.data.csv == mask_data / "train" / "images.csv"  # type: ignore[attr-defined]
+    assert validated.data.csv == mask_data / "train" / "train.csv"  # type: ignore[attr-defined]
     result = torchyard.train(config, out=tmp_path / "run", base_dir=mask_data)
     assert result.submission is not None and result.submission.is_file()
     # without base_dir: against the working directory, where there is no such file
-    with pytest.raises(torchyard.TorchyardError, match="train/images.csv"):
+    with pytest.raises(torchyard.TorchyardError, match="train/train.csv"):
         torchyard.train(config, out=tmp_path / "elsewhere")
     assert not (tmp_path / "elsewhere").exists()
 

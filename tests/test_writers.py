@@ -200,19 +200,25 @@ def test_probabilities_parquet_without_pyarrow_says_what_to_install(monkeypatch:
 @pytest.mark.parametrize(
     ("preds", "message"),
     [
-        (Predictions(ids=[1], outputs=np.zeros((1, 1)), task="regression"), "needs a classification task"),
-        (Predictions(ids=[1], outputs=np.zeros((1, 1))), "one output per class (at least 2)"),
+        (Predictions(ids=[1], outputs=np.zeros((1, 1)), task="regression"), "values have no class probabilities"),
         (predictions(names=["a", "b"]), "the data names 2 classes but the model gives 3 outputs"),
         (predictions(names=["a", "id", "c"]), "column names occur twice (id)"),
         (predictions(names=["a", "b", "a"]), "column names occur twice (a)"),
     ],
-    ids=["regression", "one-logit", "names-count", "names-clash-id", "names-repeat"],
+    ids=["regression", "names-count", "names-clash-id", "names-repeat"],
 )
 def test_probabilities_refusals(tmp_path: Path, preds: Predictions, message: str) -> None:
     with pytest.raises(DataError) as info:
         ProbabilitiesWriter().write(preds, tmp_path)
     assert message in str(info.value)
     assert files_in(tmp_path) == []
+
+
+def test_probabilities_of_one_binary_logit_are_both_classes(tmp_path: Path) -> None:
+    preds = Predictions(ids=[1, 2], outputs=np.array([[0.0], [2.0]], dtype=np.float32), task="binary")
+    frame = pd.read_csv(ProbabilitiesWriter().write(preds, tmp_path))
+    assert list(frame.columns) == ["id", "prob_0", "prob_1"]
+    np.testing.assert_allclose(frame["prob_1"], 1 / (1 + np.exp(-np.array([0.0, 2.0]))), rtol=1e-5)
 
 
 # -- atomicity ---------------------------------------------------------------------------------------

@@ -162,7 +162,7 @@ class Task:
         if kind == "probabilities":
             return outputs
         if kind == "values":
-            raise ValueError(f"{self.name} outputs are values, not class probabilities")
+            raise ValueError("values have no class probabilities")
         if outputs.ndim == 1 or outputs.shape[-1] == 1:
             p = torch.sigmoid(outputs.reshape(-1))
             return torch.stack([1 - p, p], dim=-1)
@@ -274,6 +274,7 @@ def settle_task(config: Any, registry: Any) -> list[str]:
     """Fill in the config's ``task`` from its dataset when the config has
     none, and check that the loss, the metrics and the writer take the
     task's targets; returns the problems, one line each."""
+    from torchyard import kinds
     from torchyard.config import section_model
     from torchyard.errors import TorchyardError
     from torchyard.factories import build_component
@@ -303,9 +304,10 @@ def settle_task(config: Any, registry: Any) -> list[str]:
             fits = sorted(
                 {r.name for r in registry.records(record.kind) if r.tasks and task.accepts(r.tasks)}
             )
-            hint = f"; {record.kind}s for {task.name}: {', '.join(fits[:8])}" if fits else ""
+            plural = kinds.get(record.kind).plural
+            hint = f"; {plural} for {task.name}: {', '.join(fits[:8])}" if fits else ""
             problems.append(
-                f"{where}: {record.kind} '{record.name}' takes {' or '.join(record.tasks)} targets, "
+                f"{where}: '{record.name}' takes {' or '.join(record.tasks)} targets, "
                 f"but the task is {task.name}{hint}"
             )
     return problems

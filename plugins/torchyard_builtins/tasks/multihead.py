@@ -127,6 +127,9 @@ class MultiHead(Task):
     def accepts(self, targets: Sequence[str]) -> bool:
         return any(h.task in targets for h in self.heads.values())
 
+    def accepts_data(self, task: str) -> bool:
+        return task in ("classification", "multihead")  # fused classes, or a column per head
+
     def context(self) -> dict[str, Any]:
         return {"num_classes": self.width}
 
@@ -142,12 +145,18 @@ class MultiHead(Task):
                 raise DataError(
                     f"data: {data.num_classes} classes cannot be split into heads {sizes} = {math.prod(self.radix)}"
                 )
-            self._names_from_fused(data.class_names)
         self.setup(data.num_classes, data.class_names)
         if data.train_targets is not None:
             problem = self.check_targets(data.train_targets)
             if problem:
                 raise DataError(f"data: {problem}")
+
+    def setup(self, num_classes: int | None, class_names: Sequence[str] | None) -> None:
+        super().setup(num_classes, class_names)
+        if num_classes is not None and num_classes == math.prod(self.radix):
+            self._fused = all(h.task != "regression" for h in self.heads.values())
+        if self._fused:
+            self._names_from_fused(class_names)
 
     def _names_from_fused(self, names: Sequence[str] | None) -> None:
         """Each head's class names from fused names like 'wear/male/<30'."""

@@ -66,15 +66,17 @@ class ProbabilitiesWriter:
     def columns(self, predictions: Predictions) -> list[str]:
         """The probability columns' headers.
 
-        :raises DataError: not a classification with one output per class, or
-            the class names clash with each other or with the id column.
+        One column per class (a binary task: the negative and the positive
+        class), or per label for multi-label.
+
+        :raises DataError: the task's outputs are not classes, or the class
+            names clash with each other or with the id column.
         """
-        if predictions.task != "classification":
-            raise DataError(
-                f"writer 'probabilities' needs a classification task, not {predictions.task}"
-            )
-        count = predictions.outputs.shape[1] if predictions.outputs.ndim == 2 else 0
-        if count < 2:
+        try:
+            count = predictions.probabilities.shape[1]
+        except (ValueError, IndexError) as e:
+            raise DataError(f"writer 'probabilities': {e}") from None
+        if count < 2 and predictions.task != "multilabel":
             raise DataError(
                 "writer 'probabilities' needs one output per class (at least 2), got outputs "
                 f"of shape {predictions.outputs.shape}"
