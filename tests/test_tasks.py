@@ -194,3 +194,90 @@ def test_a_tuned_threshold_maximizes_f1() -> None:
     fresh = Binary(threshold="tune")
     fresh.load_state(state)
     assert fresh.threshold == task.threshold
+
+
+# -- every task through the CLI: train, k-fold, TTA, predict, load -------------------
+
+
+TASK_RECIPES: dict[str, dict[str, Any]] = {
+    "binary": {
+        "loss": {"name": "bce"}, "metrics": [{"name": "binary_f1"}, {"name": "binary_accuracy"}],
+        "writer": {"name": "csv"}, "task": {"name": "binary", "threshold": "tune"},
+    },
+    "multilabel": {
+        "loss": {"name": "bce"}, "metrics": [{"name": "multilabel_f1"}, {"name": "subset_accuracy"}],
+        "writer": {"name": "label_list"},
+    },
+    "regression": {
+        "loss": {"name": "mse"}, "metrics": [{"name": "mae"}, {"name": "r2"}], "writer": {"name": "csv"},
+    },
+}
+
+
+def _task_config(task: str, digits_config: dict[str, Any]) -> dict[str, Any]:
+    config = {**digits_config, **TASK_RECIPES[task]}
+    config["data"] = {"name": "digits_as", "task": task}
+    config["model"] = {"name": "mlp", "hidden": [64]}
+    config["trainer"] = {**digits_config["trainer"], "max_epochs": 3, "limit_train_batches": None}
+    config["tta"] = [[{"name": "random_horizontal_flip", "p": 1.0}]]
+    return config
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task", ["binary", "multilabel", "regression"])
+def test_every_task_end_to_end(
+    task: str, cli: Any, write_config: Any, digits_config: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from .conftest import fake_entry_points
+
+    fake_entry_points(monkeypatch, {"task-digits": "tests.plugins.task_digits"})
+    config = _task_config(task, digits_config)
+    path = write_config(config)
+    assert cli("check", path).exit_code == 0
+    out = tmp_path / "run"
+    result = cli("run", path, "--out", out)
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "summary.json").read_text())
+    metrics = pd.read_csv(out / "metrics.csv")
+    first = config["metrics"][0]["name"]
+    assert summary["monitor"] == f"val/{first}"
+    assert summary["mode"] == ("min" if task == "regression" else "max")  # mae: lower is better
+    good = {"binary": lambda v: v > 0.8, "multilabel": lambda v: v > 0.6, "regression": lambda v: v < 2.2}[task]  # predicting the mean: MAE 2.5
+    assert good(summary["best_value"]), summary["best_value"]  # it learnt
+    assert len(metrics) == 3
+    submission = pd.read_csv(out / "submission.csv", keep_default_na=False)
+    assert len(submission) == 360
+    if task == "regression":
+        assert submission["label"].dtype.kind == "f" and submission["label"].between(-3, 12).all()
+    if task == "binary":
+        assert set(submission["label"]) <= {0, 1} and 0 < summary["task_state"]["threshold"] < 1
+    # predict from the run directory: the same file
+    predicted = tmp_path / "predicted"
+    assert cli("predict", path, "-c", out, "--out", predicted).exit_code == 0
+    pd.testing.assert_frame_equal(pd.read_csv(predicted / "submission.csv", keep_default_na=False), submission)
+    # and from Python, on the test images as tensors (TTA as the run did)
+    from torchyard_builtins.datasets.sklearn_toys import digits
+
+    test = digits().test
+    assert test is not None
+    from torchyard.plugins import get_host
+
+    predictions = torchyard.load(out, host=get_host()).predict(test)
+    if task == "multilabel":
+        assert [" ".join(names) for names in predictions.label_names()] == submission["labels"].tolist()
+    else:
+        np.testing.assert_allclose(np.asarray(predictions.labels, dtype=float), submission["label"].to_numpy(dtype=float), rtol=1e-5, atol=1e-6)
+    # k-fold: out-of-fold predictions with the task's columns (regression: float targets kept)
+    kfold = tmp_path / "kfold"
+    config["data"] = {"name": "digits_as", "task": task, "val_fraction": 0}
+    config["split"] = {"method": "kfold", "folds": 2}
+    config["trainer"]["max_epochs"] = 1
+    result = cli("run", write_config(config), "--out", kfold)
+    assert result.exit_code == 0, result.output
+    oof = pd.read_csv(kfold / "oof.csv", keep_default_na=False)
+    assert len(oof) == 1437 and (kfold / "submission.csv").is_file()
+    if task == "regression":
+        assert oof["target"].between(0, 9).all() and oof["predicted"].dtype.kind == "f"
+        assert json.loads((kfold / "summary.json").read_text())["oof"]["val/mae"] == pytest.approx(
+            (oof["predicted"] - oof["target"]).abs().mean(), rel=1e-4
+        )

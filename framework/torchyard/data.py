@@ -71,6 +71,11 @@ class DataBundle:
     num_classes: int | None = None
     #: Names of the classes or labels (regression: of the target columns).
     class_names: Sequence[str] | None = None
+    #: For a class fused from several label columns (``image_csv``'s
+    #: ``label_columns: [mask, gender, age]``): the parts' names. Class
+    #: names are then the parts' values joined by ``/``, the first part most
+    #: significant, and metrics and the report are also given per part.
+    label_parts: Sequence[str] | None = None
     #: The shape of one input sample, e.g. ``(1, 8, 8)``.
     input_shape: tuple[int, ...] | None = None
     #: Training targets, when cheap to give, so labels can be checked

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import numpy as np
 from pydantic import Field
 
+from torchyard.metric import Metric
 from torchyard.tasks import OutputKind, Task
 
 if TYPE_CHECKING:
     import torch
 
     from torchyard.console import Reporter
+    from torchyard.data import DataBundle
 
 Threshold = Annotated[
     float | Literal["tune"],
@@ -24,9 +26,59 @@ Threshold = Annotated[
 
 
 class Classification(Task):
-    """One class per sample (the base rules)."""
+    """One class per sample (the base rules). A class fused from several
+    label columns (``DataBundle.label_parts``) is also scored per part:
+    ``val/<part>/<metric>``, from the parts' marginal probabilities."""
 
     name = "classification"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.parts: list[tuple[str, int]] = []
+
+    def bind(self, data: DataBundle) -> None:
+        super().bind(data)
+        names = list(data.label_parts or ())
+        radix = fused_radix(data.class_names, len(names))
+        self.parts = list(zip(names, radix, strict=True)) if radix else []
+
+    def wrap(
+        self, loss_spec: Any, metric_specs: Sequence[Any], build: Callable[..., Any]
+    ) -> tuple[Any, dict[str, Metric]]:
+        loss, metrics = super().wrap(loss_spec, metric_specs, build)
+        radix = [size for _, size in self.parts]
+        for i, spec in enumerate(metric_specs):
+            key = spec.log_as or spec.record.name
+            for index, (part, size) in enumerate(self.parts):
+                metric = build(spec, "metric", {"num_classes": size}, f"metrics.{i}")
+                directed = type("PartMetric", (_PartMetric,), {"higher_is_better": metric.higher_is_better})
+                metrics[f"{part}/{key}"] = directed(metric, radix, index)
+        return loss, metrics
+
+    def report(
+        self,
+        directory: Path,
+        outputs: np.ndarray,
+        kind: OutputKind,
+        targets: np.ndarray,
+        reporter: Reporter | None,
+        title: str,
+    ) -> dict[str, str]:
+        from torchyard.report import write_report
+
+        paths = super().report(directory, outputs, kind, targets, reporter, title)
+        if self.parts:
+            radix = [size for _, size in self.parts]
+            predicted = _digits(self.labels(outputs, kind), radix)
+            truth = _digits(np.asarray(targets, dtype=np.int64), radix)
+            names = [name.split("/") for name in self.class_names or []]
+            for index, (part, size) in enumerate(self.parts):
+                values = {int(d[index]): names[i][index] for i, d in enumerate(_digits(np.arange(len(names)), radix))}
+                paths.update(write_report(
+                    directory, predicted[:, index], truth[:, index], [values[v] for v in range(size)],
+                    None, title, n_classes=size, prefix=f"{part}_",
+                ))  # fmt: skip
+        return paths
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -194,3 +246,69 @@ class Multilabel(Task):
             directory, self.labels(outputs, kind), targets, self.class_names, reporter,
             title.replace("per class", "per label"),
         )  # fmt: skip
+
+
+def _digits(fused: np.ndarray, radix: Sequence[int]) -> np.ndarray:
+    """Fused class indices as one column per part (the first most significant)."""
+    out = np.zeros((len(fused), len(radix)), dtype=np.int64)
+    rest = np.asarray(fused, dtype=np.int64)
+    for h in reversed(range(len(radix))):
+        out[:, h] = rest % radix[h]
+        rest = rest // radix[h]
+    return out
+
+
+class _PartMetric(Metric):
+    """A metric of one part of a fused class: it sees that part's marginal
+    log-probabilities and its digit of the target."""
+
+    def __init__(self, metric: Metric, radix: Sequence[int], index: int) -> None:
+        super().__init__()
+        self.metric, self.radix, self.index = metric, list(radix), index
+
+    def update(self, outputs: torch.Tensor, targets: torch.Tensor) -> None:
+        import torch
+
+        probabilities = torch.softmax(outputs.float(), dim=-1).reshape(len(outputs), *self.radix)
+        others = tuple(d + 1 for d in range(len(self.radix)) if d != self.index)
+        marginal = probabilities.sum(dim=others) if others else probabilities
+        divisor = int(np.prod(self.radix[self.index + 1 :]))
+        digit = torch.div(targets.long(), divisor, rounding_mode="floor") % self.radix[self.index]
+        self.metric.update(marginal.clamp_min(1e-12).log(), digit)
+
+    def compute(self) -> float:
+        return float(self.metric.compute())
+
+    def reset(self) -> None:
+        self.metric.reset()
+
+    def sync(self) -> None:
+        self.metric.sync()
+
+    def to(self, device: Any) -> _PartMetric:
+        self.metric.to(device)
+        return self
+
+
+def fused_radix(class_names: Sequence[str] | None, parts: int) -> list[int] | None:
+    """The sizes of the parts of fused class names ('wear/male/<30'), when
+    the names are every combination of the parts' values with the first part
+    most significant; else None."""
+    if not class_names or parts < 2 or not all(len(n.split("/")) == parts for n in class_names):
+        return None
+    values: list[list[str]] = [[] for _ in range(parts)]
+    for name in class_names:
+        for h, value in enumerate(name.split("/")):
+            if value not in values[h]:
+                values[h].append(value)
+    radix = [len(v) for v in values]
+    if int(np.prod(radix)) != len(class_names):
+        return None
+    for index, name in enumerate(class_names):
+        digits, rest = [], index
+        for r in reversed(radix):
+            digits.append(rest % r)
+            rest //= r
+        if [values[h][d] for h, d in enumerate(reversed(digits))] != name.split("/"):
+            return None
+    return radix
