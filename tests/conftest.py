@@ -48,6 +48,8 @@ def fake_entry_points(
     real = importlib.metadata.entry_points
 
     def entry_points(**kwargs: Any) -> Any:
+        if kwargs.get("group") != "torchyard":
+            return real(**kwargs)  # other libraries' lookups (triton's .select()) stay as they are
         found = list(real(**kwargs)) if keep_real else []
         if kwargs.get("group") == "torchyard":
             found += [

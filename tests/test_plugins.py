@@ -247,3 +247,30 @@ def test_same_entry_point_name_from_two_distributions(monkeypatch: pytest.Monkey
     assert failed.status == "failed" and "already taken by dist-a" in (failed.error or "")
     host.load_entrypoints()  # idempotent: nothing new, nothing lost
     assert len([p for p in host.plugins.values() if p.status == "failed"]) == 1
+
+
+@pytest.mark.parametrize(
+    ("module", "error"),
+    [("tests.plugins.exiting_import", "SystemExit: this plugin gives up"), ("tests.plugins.interrupting_hook", "KeyboardInterrupt")],
+)
+def test_a_plugin_raising_systemexit_or_keyboardinterrupt_fails_alone(
+    monkeypatch: pytest.MonkeyPatch, module: str, error: str
+) -> None:
+    fake_entry_points(monkeypatch, {"rude": module})
+    host = PluginHost()
+    host.load_entrypoints()
+    assert host.plugins["rude"].status == "failed" and error in (host.plugins["rude"].error or "")
+    assert host.registry.get("loss", "cross_entropy")  # every other plugin loaded
+
+
+def test_a_real_ctrl_c_while_loading_plugins_still_stops(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+    import signal
+
+    class Slow:
+        @torchyard.hookimpl
+        def register_losses(self, register: Any) -> None:
+            os.kill(os.getpid(), signal.SIGINT)  # as if the user pressed Ctrl-C now
+
+    with pytest.raises(KeyboardInterrupt):
+        PluginHost().add_plugin(Slow(), "slow")

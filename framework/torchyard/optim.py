@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import AfterValidator, BeforeValidator, Field
 
-from torchyard.errors import ConfigError, did_you_mean
+from torchyard.errors import ConfigError, PluginError, did_you_mean
 from torchyard.params import ParamsModel
 
 if TYPE_CHECKING:
@@ -357,7 +357,15 @@ def build_optimizer(spec: OptimizerSpec, model: torch.nn.Module) -> torch.optim.
     groups = build_param_groups(
         model, spec.param_groups, no_decay_on_bias_and_norm=spec.no_weight_decay_on_bias_and_norm
     )
-    return scale_group_lrs(build_component(spec, groups, where="optimizer"))
+    import torch
+
+    optimizer = build_component(spec, groups, where="optimizer")
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise PluginError(
+            f"optimizer '{spec.record.name}' from plugin {spec.record.source}: expected a "
+            f"torch.optim.Optimizer, got {type(optimizer).__name__}"
+        )
+    return scale_group_lrs(optimizer)
 
 
 def scale_group_lrs(optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
@@ -426,6 +434,11 @@ def build_schedule(
     scheduler = build_component(
         spec, optimizer, context=context, overrides=overrides, injected=injected, where="scheduler"
     )
+    if scheduler is None or not callable(getattr(scheduler, "step", None)):
+        raise PluginError(
+            f"scheduler '{record.name}' from plugin {record.source}: expected an LR scheduler with "
+            f"step(), got {type(scheduler).__name__}"
+        )
     return LRSchedule(
         optimizer,
         scheduler,

@@ -19,6 +19,7 @@ from torchyard import distributed
 from torchyard.checkpoint import load_checkpoint, load_model_weights
 from torchyard.console import Reporter
 from torchyard.data import Predictions
+from torchyard.errors import PluginError
 from torchyard.files import atomic_write
 from torchyard.inference import Outputs, ensemble
 from torchyard.loop import Trainer
@@ -200,6 +201,14 @@ def write_submission(run: Run, outputs: Outputs | None, reporter: Reporter) -> P
         return None
     if not distributed.is_main():
         return None
-    path = Path(run.writer.write(predictions_of(run, outputs), run.out_dir))
+    written = run.writer.write(predictions_of(run, outputs), run.out_dir)
+    path = Path(written) if isinstance(written, str | Path) else None
+    if path is None or not path.is_file():
+        record = run.config.writer.record if run.config.writer is not None else None
+        who = f"writer '{record.name}' from plugin {record.source}" if record else "the writer"
+        raise PluginError(
+            f"{who}: write() must return the path of the file it wrote, got {written!r} "
+            "(the checkpoints are kept: `torchyard predict` writes again)"
+        )
     reporter.info(f"submission: {path}")
     return path

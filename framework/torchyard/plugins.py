@@ -22,10 +22,13 @@ Environment variables:
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import os
+import signal
+import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -145,10 +148,13 @@ class PluginHost:
                 continue
             started = time.perf_counter()
             try:
-                plugin = ep.load()
+                with _real_interrupts():
+                    plugin = ep.load()
                 if tracing():
                     _trace(ep.name, "import", started)
-            except Exception as e:  # noqa: BLE001 - a broken plugin must not break torchyard
+            except _PLUGIN_ERRORS as e:  # a broken plugin must not break torchyard
+                if getattr(e, "torchyard_real", False):
+                    raise
                 self._fail(ep.name, dist_name, version, f"cannot import '{ep.value}': {_err(e)}")
                 continue
             self.add_plugin(plugin, ep.name, distribution=dist_name, version=version)
@@ -200,8 +206,11 @@ class PluginHost:
                     continue
                 started = time.perf_counter()
                 try:
-                    impl.function(**{arg: register for arg in impl.argnames})
-                except Exception as e:  # noqa: BLE001 - the plugin's own bug
+                    with _real_interrupts():
+                        impl.function(**{arg: register for arg in impl.argnames})
+                except _PLUGIN_ERRORS as e:  # the plugin's own bug
+                    if getattr(e, "torchyard_real", False):
+                        raise
                     if tracing():
                         _trace(name, hook_name, started, e)
                     self.pm.unregister(plugin)
@@ -241,6 +250,40 @@ class PluginHost:
         self.plugins.setdefault(key, info)
         self.registry.failed.append(FailedPlugin(name, distribution, version, error, attempted))
         return info
+
+
+#: What a plugin's import or registration may raise and still only fail
+#: itself: any exception, ``SystemExit`` (a plugin calling ``sys.exit``), and
+#: a ``KeyboardInterrupt`` the plugin raised itself (a real Ctrl-C is let
+#: through by :func:`_real_interrupts`).
+_PLUGIN_ERRORS = (Exception, SystemExit, KeyboardInterrupt)
+
+
+class _Interrupted(BaseException):
+    """A real Ctrl-C during plugin loading: it must stop the command."""
+
+
+@contextlib.contextmanager
+def _real_interrupts() -> Iterator[None]:
+    """Tell a real Ctrl-C (SIGINT) apart from a ``KeyboardInterrupt`` a
+    plugin raises: the first stops the command (as KeyboardInterrupt), the
+    second fails the plugin only."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupted(signum: int, frame: Any) -> None:
+        raise _Interrupted()
+
+    previous = signal.signal(signal.SIGINT, interrupted)
+    try:
+        yield
+    except _Interrupted:
+        real = KeyboardInterrupt()
+        real.torchyard_real = True  # type: ignore[attr-defined]
+        raise real from None
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _env_names(variable: str) -> set[str] | None:

@@ -38,7 +38,7 @@ from torchyard.device import (
     seed_everything,
     set_deterministic,
 )
-from torchyard.errors import ConfigError, DataError
+from torchyard.errors import ConfigError, DataError, PluginError
 from torchyard.factories import accepted_parameters, build_component, first_line
 from torchyard.files import atomic_write
 from torchyard.metric import Metric
@@ -478,12 +478,18 @@ def _probe(
         raise ConfigError(problem)
     with torch.inference_mode():
         try:
-            loss_fn(outputs, targets)
+            loss = loss_fn(outputs, targets)
         except Exception as e:  # noqa: BLE001
             raise ConfigError(
                 f"loss: '{cfg.loss.record.name}' cannot take outputs of shape "
                 f"{tuple(outputs.shape)} with these targets: {first_line(e)}"
             ) from e
+        if not (isinstance(loss, torch.Tensor) and loss.ndim == 0):
+            shape = f"shape {tuple(loss.shape)}" if isinstance(loss, torch.Tensor) else type(loss).__name__
+            raise PluginError(
+                f"loss '{cfg.loss.record.name}' from plugin {cfg.loss.record.source}: expected a scalar "
+                f"tensor, got {shape}"
+            )
         # metrics by key; a task's derived metrics (per head) map to their section
         where = {metric_key(spec): (i, spec) for i, spec in enumerate(cfg.metrics)}
         for key, metric in metrics.items():
@@ -492,7 +498,14 @@ def _probe(
                 metric.update(outputs, targets)
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")  # one small batch may leave it undefined
-                    metric.compute()
+                    value = metric.compute()
+                if not _is_number(value) and spec is not None:
+                    raise PluginError(
+                        f"metric '{spec.record.name}' from plugin {spec.record.source}: compute() "
+                        f"must give a number, got {_describe(value)}"
+                    )
+            except PluginError:
+                raise
             except Exception as e:  # noqa: BLE001
                 hint = ""
                 if spec is not None and "num_classes" in spec.model_fields_set:
@@ -503,6 +516,18 @@ def _probe(
                 ) from e
             finally:
                 metric.reset()
+
+
+def _is_number(value: Any) -> bool:
+    if isinstance(value, torch.Tensor):
+        return value.numel() == 1
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, torch.Tensor):
+        return f"a tensor of shape {tuple(value.shape)}"
+    return type(value).__name__
 
 
 def _check_data(data: DataBundle, *, train: bool) -> None:

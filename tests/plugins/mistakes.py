@@ -1,0 +1,76 @@
+"""A plugin whose components return the wrong things, one mistake each."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torchyard
+
+
+def vector_loss() -> Any:
+    """A loss that forgets to reduce."""
+    import torch
+
+    return lambda outputs, targets: torch.nn.functional.cross_entropy(outputs, targets, reduction="none")
+
+
+class VectorMetric(torchyard.Metric):
+    """A metric whose compute() gives one value per sample."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        import torch
+
+        self.add_state("seen", [], reduce="cat")
+        self._torch = torch
+
+    def update(self, outputs: Any, targets: Any) -> None:
+        self.seen.append(outputs[:, 0])
+
+    def compute(self) -> Any:
+        return self._torch.cat(self.seen)
+
+
+def not_an_optimizer(params: Any, lr: float = 0.1) -> Any:
+    """Returns a dict, not an optimizer."""
+    return {"lr": lr}
+
+
+def no_scheduler(optimizer: Any) -> Any:
+    """Returns None."""
+    return None
+
+
+class SilentWriter:
+    """Writes a file but returns nothing."""
+
+    def write(self, predictions: Any, directory: Any) -> Any:
+        from pathlib import Path
+
+        (Path(directory) / "out.csv").write_text("id\n")
+        return None
+
+
+@torchyard.hookimpl
+def register_losses(register: Any) -> None:
+    register("vector_loss", vector_loss)
+
+
+@torchyard.hookimpl
+def register_metrics(register: Any) -> None:
+    register("vector_metric", VectorMetric)
+
+
+@torchyard.hookimpl
+def register_optimizers(register: Any) -> None:
+    register("not_an_optimizer", not_an_optimizer)
+
+
+@torchyard.hookimpl
+def register_schedulers(register: Any) -> None:
+    register("no_scheduler", no_scheduler, interval="epoch")
+
+
+@torchyard.hookimpl
+def register_writers(register: Any) -> None:
+    register("silent_writer", SilentWriter)

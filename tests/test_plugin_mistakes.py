@@ -1,0 +1,51 @@
+"""A plugin's wrong return is reported as that plugin's: one line, exit 2, no traceback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .conftest import fake_entry_points
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"loss": {"name": "vector_loss"}}, "loss 'vector_loss' from plugin mistakes: expected a scalar tensor, got shape (8,)"),
+        ({"metrics": [{"name": "vector_metric"}]}, "metric 'vector_metric' from plugin mistakes: compute() must give a number, got a tensor of shape (8,)"),
+        ({"optimizer": {"name": "not_an_optimizer"}}, "optimizer 'not_an_optimizer' from plugin mistakes: expected a torch.optim.Optimizer, got dict"),
+        ({"scheduler": {"name": "no_scheduler"}}, "scheduler 'no_scheduler' from plugin mistakes: expected an LR scheduler with step(), got NoneType"),
+    ],
+    ids=["loss-vector", "metric-vector", "optimizer-type", "scheduler-none"],
+)
+def test_a_plugin_mistake_before_training_names_the_plugin(
+    change: dict[str, Any], message: str, cli: Any, write_config: Any, digits_config: dict[str, Any],
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fake_entry_points(monkeypatch, {"mistakes": "tests.plugins.mistakes"})
+    digits_config.update(change)
+    if "metrics" in change:
+        digits_config["trainer"]["monitor"] = "val/loss"
+    out = tmp_path / "run"
+    result = cli("run", write_config(digits_config), "--out", out)
+    assert result.exit_code == 2, result.output
+    assert result.stderr.strip() == f"error: {message}"
+    assert not out.exists()  # found before anything was written
+
+
+@pytest.mark.slow
+def test_a_writer_returning_nothing_names_the_plugin_and_keeps_the_checkpoints(
+    cli: Any, write_config: Any, digits_config: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake_entry_points(monkeypatch, {"mistakes": "tests.plugins.mistakes"})
+    digits_config["writer"] = {"name": "silent_writer"}
+    digits_config["trainer"].update(max_epochs=1, limit_train_batches=3)
+    out = tmp_path / "run"
+    result = cli("run", write_config(digits_config), "--out", out)
+    assert result.exit_code == 2
+    assert result.stderr.strip().startswith(
+        "error: writer 'silent_writer' from plugin mistakes: write() must return the path of the file it wrote, got None"
+    )
+    assert (out / "checkpoints" / "best.pt").is_file()
