@@ -19,10 +19,14 @@ Layout written under ``--out`` (like the competition's)::
     train/images.csv           path,person,mask,gender,age_group   one row per image
     eval/info.csv              ImageID,ans   (ans blank: the submission template)
     eval/images/<ImageID>
+    eval/answers.csv           ImageID,ans   (not in the competition: the true
+                                              classes, to measure a submission)
 
-``train/images.csv`` is what the ``image_csv`` dataset reads. For the real
-competition data, make it with ``--flatten DATA_DIR`` (reads
-``DATA_DIR/train/train.csv`` and the person folders, whatever the image
+The ``image_csv`` dataset reads ``train/train.csv`` and the person folders
+directly (see ``examples/mask.yaml``). ``train/images.csv`` is the same
+data flattened to one row per photo, for tools that want that; for the real
+competition data, ``--flatten DATA_DIR`` writes it from
+``DATA_DIR/train/train.csv`` and the person folders (whatever the image
 format).
 
 Run::

@@ -218,18 +218,8 @@ def image_csv(
         frame[column], order = bin_values(frame[column], edges, column=column, source=str(csv),
                                           rows=data_rows)  # fmt: skip
         label_values = {column: list(order), **(label_values or {})}
-    targets: np.ndarray
-    if task == "regression":
-        targets = np.stack([_numbers(frame[c], column=c, source=str(csv), rows=data_rows, why="target_type: "
-                                     "regression") for c in label_columns], axis=1)  # fmt: skip
-        targets = targets[:, 0] if len(label_columns) == 1 else targets
-        names = list(label_columns)
-    elif task == "multilabel":
-        (column,) = label_columns
-        targets, names = multi_hot(frame[column], label_delimiter or " ", (label_values or {}).get(column),
-                                   column=column, source=str(csv))  # fmt: skip
-    else:
-        targets, names = combine_labels(frame, label_columns, label_values, source=str(csv), rows=data_rows)
+    targets, names = _targets(frame, label_columns, label_values, task, label_delimiter, source=str(csv),
+                              rows=data_rows)  # fmt: skip
     if class_names is not None:
         if len(class_names) != len(names):
             what = {"regression": "target columns", "multilabel": "labels"}.get(task, "classes")
@@ -248,6 +238,28 @@ def image_csv(
         image_size=image_size, color=color, on_bad_image=on_bad_image, verify=verify_images,
         train_transform=train_transform, eval_transform=eval_transform,
     )  # fmt: skip
+
+
+def _targets(
+    frame: pd.DataFrame,
+    label_columns: Sequence[str],
+    label_values: dict[str, list[Any]] | None,
+    task: str,
+    label_delimiter: str | None,
+    *,
+    source: str,
+    rows: np.ndarray,
+) -> tuple[np.ndarray, list[str]]:
+    """The targets of ``task`` from the label columns, and their names."""
+    if task == "regression":
+        why = "target_type: regression"
+        columns = [_numbers(frame[c], column=c, source=source, rows=rows, why=why) for c in label_columns]
+        return (columns[0] if len(columns) == 1 else np.stack(columns, axis=1)), list(label_columns)
+    if task == "multilabel":
+        (column,) = label_columns
+        order = (label_values or {}).get(column)
+        return multi_hot(frame[column], label_delimiter or " ", order, column=column, source=source)
+    return combine_labels(frame, label_columns, label_values, source=source, rows=rows)
 
 
 def image_csv_task(target_type: str | None = None, label_delimiter: str | None = None, **_: Any) -> str:
