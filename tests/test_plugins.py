@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -274,3 +275,20 @@ def test_a_real_ctrl_c_while_loading_plugins_still_stops(monkeypatch: pytest.Mon
 
     with pytest.raises(KeyboardInterrupt):
         PluginHost().add_plugin(Slow(), "slow")
+
+
+def test_a_plugin_reusing_a_builtin_name_does_not_break_configs_that_use_it(
+    cli: Any, monkeypatch: pytest.MonkeyPatch, digits_config: dict[str, Any]
+) -> None:
+    fake_entry_points(monkeypatch, {"other-ce": "tests.plugins.duplicate_ce"})
+    host = PluginHost()
+    host.load_entrypoints()
+    assert host.registry.get("loss", "cross_entropy").plugin == "builtin-losses"  # the bare name
+    assert host.registry.get("loss", "other-ce:cross_entropy").plugin == "other-ce"  # qualified
+    validate_config(digits_config, host.registry)
+    assert [r.plugin for r in host.registry.shadowed()] == ["other-ce"]
+    listed = cli("list", "losses")
+    assert "note: loss 'cross_entropy' from other-ce shares a built-in's name" in listed.stdout
+    shown = {p["name"]: p for p in json.loads(cli("plugins", "--json").stdout)}
+    assert shown["other-ce"]["status"] == "ok" and shown["other-ce"]["shadowed_by_builtins"] == ["cross_entropy"]
+    assert "shadowed by" in cli("plugins").stdout

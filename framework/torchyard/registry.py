@@ -50,6 +50,11 @@ KINDS: tuple[str, ...] = kinds.names()
 _NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]*$")
 
 
+#: The distribution that provides torchyard itself (its built-in plugins):
+#: its components keep their bare names when another plugin reuses one.
+CORE_DISTRIBUTION = "torchyard"
+
+
 def normalize_name(name: str) -> str:
     """The lookup key of a component name: lower case, without ``_``, ``-``
     and ``.`` -- except between two digits, so ``regnet_x_1_6gf`` and
@@ -316,8 +321,22 @@ class Registry:
         return len(self.records())
 
     def conflicts(self) -> list[list[ComponentRecord]]:
-        """Names offered by more than one plugin (usable only when qualified)."""
-        return [e for k in KINDS for e in self._by_kind[k].values() if len(e) > 1]
+        """Names offered by more than one plugin: usable only when qualified,
+        unless torchyard's own distribution offers one (see :meth:`shadowed`)."""
+        return [
+            e for k in KINDS for e in self._by_kind[k].values()
+            if len(e) > 1 and sum(r.distribution == CORE_DISTRIBUTION for r in e) != 1
+        ]  # fmt: skip
+
+    def shadowed(self) -> list[ComponentRecord]:
+        """Components whose bare name torchyard's own distribution also
+        offers: the bare name means torchyard's, these need ``plugin:name``."""
+        out = []
+        for kind in KINDS:
+            for entries in self._by_kind[kind].values():
+                if len(entries) > 1 and sum(r.distribution == CORE_DISTRIBUTION for r in entries) == 1:
+                    out += [r for r in entries if r.distribution != CORE_DISTRIBUTION]
+        return out
 
     def get(self, kind: str, name: str) -> ComponentRecord:
         """The record called ``name`` (or ``plugin:name``) of ``kind``.
@@ -339,6 +358,12 @@ class Registry:
                 for r in entries
                 if normalize_name(r.plugin) == q or normalize_name(r.distribution or "") == q
             ]
+        if len(entries) > 1 and not sep:
+            # torchyard's own distribution keeps its bare names: a plugin that
+            # registers 'accuracy' too does not break every config using it
+            own = [r for r in entries if r.distribution == CORE_DISTRIBUTION]
+            if len(own) == 1:
+                return own[0]
         if len(entries) == 1:
             return entries[0]
         if len(entries) > 1:

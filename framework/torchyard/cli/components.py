@@ -71,6 +71,11 @@ def list_components(
         [(r.kind, r.name, r.summary, r.source) for r in records],
         empty="no components registered (see `torchyard plugins`)",
     )
+    for record in registry.shadowed():
+        typer.echo(
+            f"note: {record.kind} '{record.name}' from {record.source} shares a built-in's name; "
+            f"the bare name means the built-in, name it '{record.qualified_name}'"
+        )
     for conflict in registry.conflicts():
         names = ", ".join(f"'{r.qualified_name}'" for r in conflict)
         typer.echo(
@@ -246,8 +251,12 @@ def _doc_summary(factory: Any) -> str:
 def list_plugins(as_json: JsonOpt = False) -> None:
     """List plugins: distribution, version, components and load status."""
     plugins = sorted(host().plugins.values(), key=lambda p: p.name)
+    shadowed: dict[str, list[str]] = {}
+    for record in host().registry.shadowed():
+        shadowed.setdefault(record.plugin, []).append(record.name)
     if as_json:
-        typer.echo(json.dumps([p.as_dict() for p in plugins], indent=2))
+        rows = [{**p.as_dict(), "shadowed_by_builtins": shadowed.get(p.name, [])} for p in plugins]
+        typer.echo(json.dumps(rows, indent=2))
         return
     from rich.console import Console
     from rich.table import Table
@@ -261,7 +270,10 @@ def list_plugins(as_json: JsonOpt = False) -> None:
         for kind, _ in p.components:
             counts[kind] = counts.get(kind, 0) + 1
         components = ", ".join(f"{n} {k}" for k, n in counts.items()) or "-"
-        if p.status == "ok":
+        if p.status == "ok" and p.name in shadowed:
+            names = ", ".join(shadowed[p.name])
+            status = f"[green]ok[/green]; [yellow]shadowed by built-ins[/yellow]: {names} (use {p.name}:NAME)"
+        elif p.status == "ok":
             status = "[green]ok[/green]"
         elif p.status == "disabled":
             status = "[dim]disabled[/dim]"
