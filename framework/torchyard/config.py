@@ -36,7 +36,7 @@ from pydantic import (
 )
 
 from torchyard import kinds
-from torchyard.config_io import apply_overrides, read_config_file
+from torchyard.config_io import apply_overrides, read_config_file, show_value
 from torchyard.errors import ConfigError, PluginError, TorchyardError, did_you_mean
 from torchyard.kinds import Section
 from torchyard.optim import Duration, ParamGroupConfig, PositiveDuration, WarmupConfig
@@ -82,7 +82,7 @@ _DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 class EarlyStopping(ParamsModel):
     """Stop when the monitored value has not improved for ``patience`` epochs."""
 
-    patience: int = Field(3, ge=1, description="Epochs without improvement before stopping.")
+    patience: int = Field(3, ge=1, le=100_000, description="Epochs without improvement before stopping.")
     min_delta: float = Field(
         0.0, ge=0, description="The smallest change that counts as an improvement."
     )
@@ -91,7 +91,7 @@ class EarlyStopping(ParamsModel):
 class TrainerConfig(ParamsModel):
     """How to train: epochs, device, precision, monitoring."""
 
-    max_epochs: int = Field(10, ge=1, description="Number of epochs to train.")
+    max_epochs: int = Field(10, ge=1, le=100_000, description="Number of epochs to train.")
     device: str = Field(
         "auto",
         description="'auto' (cuda, then mps, then cpu), 'cpu', 'cuda', 'cuda:N' or 'mps'.",
@@ -102,7 +102,7 @@ class TrainerConfig(ParamsModel):
         "'16-mixed' (CUDA autocast with gradient scaling).",
     )
     accumulate_grad_batches: int = Field(
-        1, ge=1, description="Batches whose gradients are summed before each optimizer step."
+        1, ge=1, le=100_000, description="Batches whose gradients are summed before each optimizer step."
     )
     gradient_clip_val: float | None = Field(
         None, gt=0, description="Clip gradients to this norm (or value); unset: no clipping."
@@ -110,7 +110,9 @@ class TrainerConfig(ParamsModel):
     gradient_clip_algorithm: Literal["norm", "value"] = Field(
         "norm", description="'norm' clips the total gradient norm, 'value' each element."
     )
-    seed: int | None = Field(42, description="Seed for python, numpy and torch; null: no seeding.")
+    seed: int | None = Field(
+        42, ge=0, le=2**63 - 1, description="Seed for python, numpy and torch; null: no seeding."
+    )
     deterministic: bool = Field(
         False, description="Use deterministic algorithms only (slower, bit-for-bit repeatable)."
     )
@@ -129,18 +131,19 @@ class TrainerConfig(ParamsModel):
         None, description="Stop early when the monitored value stops improving."
     )
     log_every_n_steps: int = Field(
-        10, ge=1, description="How often the progress bar's loss and throughput refresh."
+        10, ge=1, le=1_000_000_000, description="How often the progress bar's loss and throughput refresh."
     )
     limit_train_batches: int | None = Field(
-        None, ge=1, description="Use only this many training batches per epoch (for smoke runs)."
+        None, ge=1, le=1_000_000_000, description="Use only this many training batches per epoch (for smoke runs)."
     )
     num_threads: int | None = Field(
-        None, ge=1, description="torch.set_num_threads for CPU work; unset: torch's default."
+        None, ge=1, le=1024, description="torch.set_num_threads for CPU work; unset: torch's default."
     )
     progress: bool = Field(True, description="Show a progress bar.")
     checkpoint_every_n_steps: int | None = Field(
         None,
         ge=1,
+        le=1_000_000_000,
         description="Also write a resumable checkpoints/last.pt every this many optimizer steps "
         "within an epoch (a resumed run continues from that step); unset: at epoch ends only.",
     )
@@ -160,19 +163,21 @@ class TrainerConfig(ParamsModel):
     def _device_form(cls, v: str) -> str:
         if not _DEVICE_RE.match(v):
             raise ValueError(
-                f"expected 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', got {v!r}"
+                f"expected 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', got {show_value(v)}"
             )
+        if v.startswith("cuda:") and int(v[5:]) > 1023:
+            raise ValueError(f"expected a CUDA device index below 1024, got {show_value(v)}")
         return v
 
 
 class LoaderConfig(ParamsModel):
     """DataLoader settings shared by every split."""
 
-    batch_size: int = Field(32, ge=1, description="Training batch size.")
+    batch_size: int = Field(32, ge=1, le=1 << 24, description="Training batch size.")
     eval_batch_size: int | None = Field(
-        None, ge=1, description="Batch size for validation and prediction; default: batch_size."
+        None, ge=1, le=1 << 24, description="Batch size for validation and prediction; default: batch_size."
     )
-    num_workers: int = Field(0, ge=0, description="Worker processes loading data.")
+    num_workers: int = Field(0, ge=0, le=256, description="Worker processes loading data.")
     pin_memory: bool | Literal["auto"] = Field(
         "auto", description="Page-locked host memory for faster GPU copies; 'auto': on CUDA."
     )
@@ -180,7 +185,7 @@ class LoaderConfig(ParamsModel):
         False, description="Keep worker processes alive between epochs (needs num_workers > 0)."
     )
     prefetch_factor: int | None = Field(
-        None, ge=1, description="Batches each worker loads ahead (needs num_workers > 0)."
+        None, ge=1, le=1024, description="Batches each worker loads ahead (needs num_workers > 0)."
     )
     shuffle: bool = Field(True, description="Shuffle the training split every epoch.")
     drop_last: bool = Field(False, description="Drop the last incomplete training batch.")
@@ -383,6 +388,14 @@ def section_model(record: ComponentRecord) -> type[ComponentSpec]:
         base = kinds.import_object(kinds.get(record.kind).spec_base)
     except Exception as e:  # noqa: BLE001 - a broken entry of the table of kinds
         raise PluginError(f"kind '{record.kind}': cannot import its spec base: {e}") from e
+    # keys torchyard adds to every section of this kind (log_as, warmup,
+    # interval, param_groups, ...): a parameter of that name would be hidden
+    reserved = sorted((set(base.model_fields) - {"name"}) & {f.alias or n for n, f in params.model_fields.items()})
+    if reserved:
+        raise PluginError(
+            f"{record.kind} '{record.name}' from plugin {record.source}: its parameter {reserved[0]!r} "
+            f"is a key torchyard adds to every {record.kind} section; rename the parameter"
+        )
     wrapper = cast(
         "type[ComponentSpec]",
         create_model(
@@ -615,6 +628,11 @@ def missing_requirements(requires: Sequence[str]) -> list[str]:
 
 def _cross_checks(config: RunConfig) -> list[str]:
     problems: list[str] = []
+    for i, metric in enumerate(config.metrics):
+        if metric_key(metric) == "loss":
+            problems.append(
+                f"metrics.{i}: logs as 'val/loss', the validation loss's own key; give it another log_as"
+            )
     keys = [f"val/{metric_key(m)}" for m in config.metrics]
     for i, key in enumerate(keys):
         if key in keys[:i]:

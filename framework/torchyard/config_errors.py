@@ -7,7 +7,6 @@ config model (:mod:`torchyard.config`) into those lines.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -22,6 +21,7 @@ from torchyard.config import (
     TrainerConfig,
     section_model,
 )
+from torchyard.config_io import SHOW_CHARS, show_value
 from torchyard.errors import TorchyardError, did_you_mean
 from torchyard.kinds import Section
 from torchyard.registry import Registry
@@ -38,7 +38,7 @@ def format_errors(
     lines: list[str] = []
     for err in error.errors(include_url=False):
         loc = [str(p) for p in err["loc"] if not (isinstance(p, str) and p in tags)]
-        path = ".".join(loc) or "<config>"
+        path = ".".join(_short(part) for part in loc) or "<config>"
         kind = _kind_at(loc)
         if err["type"] in ("union_tag_invalid", "union_tag_not_found") and kind:
             lines.append(_component_name_problem(path, kind, _get(data, loc), registry, broken))
@@ -46,7 +46,9 @@ def format_errors(
         if err["type"] == "extra_forbidden":
             key = loc[-1]
             allowed = _allowed_keys(loc[:-1], data, registry, model)
-            lines.append(f"{path}: unknown key{did_you_mean(key, allowed)}")
+            # difflib is quadratic: a huge key gets no suggestion rather than a long wait
+            hint = did_you_mean(key, allowed) if len(key) <= _MAX_NAME else ""
+            lines.append(f"{path}: unknown key{hint}")
             continue
         lines.append(f"{path}: {_describe(err)}")
     return list(dict.fromkeys(lines))
@@ -105,6 +107,8 @@ def _component_name_problem(
         return f"{path}: missing 'name' (which {kind} to use)"
     if not isinstance(name, str):
         return f"{path}.name: expected a {kind} name, got {_show(name)}"
+    if len(name) > _MAX_NAME:
+        return f"{path}: unknown {kind} {_show(name)}"
     try:
         record = registry.get(kind, name)
     except TorchyardError as e:
@@ -164,12 +168,18 @@ def _describe(err: Mapping[str, Any]) -> str:
     return f"{err['msg'][0].lower()}{err['msg'][1:]}, got {_show(value)}"
 
 
+_MAX_NAME = 64
+"""No component name or key is longer; a longer one is shown cut and gets no suggestions."""
+
+
+def _short(part: str) -> str:
+    """A location part (a key the user wrote) cut to a readable length."""
+    return part if len(part) <= SHOW_CHARS else part[: SHOW_CHARS - 3] + "..."
+
+
 def _show(value: Any) -> str:
-    if isinstance(value, str):
-        return repr(value)
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
     if isinstance(value, Mapping):
         return "a mapping"
-    text = json.dumps(value, default=str) if value is not None else "null"
-    return text if len(text) <= 60 else text[:57] + "..."
+    return show_value(value)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -209,6 +210,15 @@ def parse_yaml(text: str, source: str = "<string>") -> Any:
         return yaml.load(text, Loader=_ConfigLoader)  # noqa: S506 - a SafeLoader subclass
     except _TooBig as e:
         raise ConfigError(f"{source}: {e}") from None
+    except ValueError as e:  # a date like 2020-13-45, an integer of 5000 digits
+        raise ConfigError(f"{source}: invalid YAML: {_first_line(e)}") from None
+
+
+def _first_line(e: BaseException) -> str:
+    if "integer string conversion" in str(e):
+        return f"a number has more than {sys.get_int_max_str_digits()} digits"
+    text = str(e).strip().splitlines()
+    return show_value(text[0], 200)[1:-1] if text else type(e).__name__
 
 
 def _read_bounded(path: Path) -> str:
@@ -246,6 +256,8 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: {_too_deep()}") from None
     except json.JSONDecodeError as e:
         raise ConfigError(f"{path}:{e.lineno}:{e.colno}: invalid JSON: {e.msg}") from None
+    except ValueError as e:  # an integer of more than 4300 digits
+        raise ConfigError(f"{path}: invalid JSON: {_first_line(e)}") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)

@@ -23,12 +23,27 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, create_model, field_validator
 from pydantic.fields import FieldInfo
 
-__all__ = ["SECTION_ATTRIBUTES", "ParamsModel", "derive_params", "params_to_kwargs", "parse_param_docs"]
+__all__ = [
+    "INT_LIMIT",
+    "SECTION_ATTRIBUTES",
+    "ParamsModel",
+    "derive_params",
+    "params_to_kwargs",
+    "parse_param_docs",
+]
+
+#: The largest integer (in size) a params field takes unless it declares its
+#: own upper bound (``le``/``lt``): 2**31-1, what a C ``int`` holds. Python
+#: ints have no limit, and 2**70 handed to torch, NumPy or a C library ends
+#: in an overflow traceback, or in an allocation that never returns.
+INT_LIMIT = 2**31 - 1
 
 
 class ParamsModel(BaseModel):
     """Base for params schemas: unknown keys, infinities and NaN are errors,
-    and so is ``true`` where a number is expected (pydantic would read it as 1)."""
+    and so is ``true`` where a number is expected (pydantic would read it as 1).
+    Integers, also inside lists and mappings, lie within ``±INT_LIMIT`` unless
+    the field declares an upper bound of its own."""
 
     model_config = ConfigDict(
         extra="forbid", protected_namespaces=(), allow_inf_nan=False, populate_by_name=True
@@ -42,6 +57,38 @@ class ParamsModel(BaseModel):
             if field is not None and _numbers_only(field.annotation):
                 raise ValueError(f"expected a number, got {str(value).lower()}")
         return value
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _bounded_ints(cls, value: Any, info: ValidationInfo) -> Any:
+        if isinstance(value, BaseModel) or value is None or isinstance(value, str | float):
+            return value
+        field = cls.model_fields.get(info.field_name or "")
+        if field is not None and any(hasattr(m, "le") or hasattr(m, "lt") for m in field.metadata):
+            return value
+        huge = _huge_int(value)
+        if huge is not None:
+            digits = int(abs(huge).bit_length() * 0.30103) + 1  # str() refuses > 4300 digits
+            shown = str(huge) if digits <= 24 else f"a number of about {digits} digits"
+            bound = f"<= {INT_LIMIT}" if huge > 0 else f">= {-INT_LIMIT}"
+            raise ValueError(f"expected a number {bound}, got {shown}")
+        return value
+
+
+def _huge_int(value: Any, depth: int = 0) -> int | None:
+    """The first integer beyond ``±INT_LIMIT`` in ``value``, or None."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value if abs(value) > INT_LIMIT else None
+    if depth > 100:
+        return None
+    if isinstance(value, dict):
+        value = [*value.keys(), *value.values()]
+    if isinstance(value, list | tuple):
+        for item in value:
+            found = _huge_int(item, depth + 1)
+            if found is not None:
+                return found
+    return None
 
 
 def _numbers_only(tp: Any) -> bool:

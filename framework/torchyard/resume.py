@@ -21,7 +21,6 @@ from per-worker generators that a skip cannot replay).
 from __future__ import annotations
 
 import itertools
-import json
 import random
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,6 +30,7 @@ import numpy as np
 import torch
 from torch.utils.data import Sampler
 
+from torchyard.config_io import show_value
 from torchyard.errors import ConfigError
 
 __all__ = [
@@ -160,7 +160,7 @@ def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def _show(value: Any) -> str:
-    return "(unset)" if value is _MISSING else json.dumps(value)
+    return "(unset)" if value is _MISSING else show_value(value)
 
 
 def find_resume_checkpoint(resume: str, out: Path | None, config_path: Path) -> Path:

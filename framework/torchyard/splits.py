@@ -32,9 +32,9 @@ class SplitConfig(ParamsModel):
     val_fraction: float = Field(
         0.2, gt=0, lt=1, description="holdout: the share of samples (or groups) for validation."
     )
-    folds: int = Field(5, ge=2, description="kfold: the number of folds.")
+    folds: int = Field(5, ge=2, le=1000, description="kfold: the number of folds.")
     fold: int | None = Field(
-        None, ge=0, description="kfold: train only this fold (0-based); unset: every fold in turn."
+        None, ge=0, le=999, description="kfold: train only this fold (0-based); unset: every fold in turn."
     )
     stratify: bool = Field(True, description="Keep class proportions alike on both sides.")
     group: bool = Field(
@@ -42,7 +42,7 @@ class SplitConfig(ParamsModel):
         description="Keep each group (from the dataset's group column) on one side; false "
         "splits samples at random, which leaks when samples of a group look alike.",
     )
-    seed: int = Field(0, description="Seed of the split.")
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="Seed of the split.")
 
 
 def make_splits(
