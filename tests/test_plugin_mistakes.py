@@ -7,6 +7,8 @@ from typing import Any
 
 import pytest
 
+import torchyard
+
 from .conftest import fake_entry_points
 
 
@@ -49,3 +51,38 @@ def test_a_writer_returning_nothing_names_the_plugin_and_keeps_the_checkpoints(
         "error: writer 'silent_writer' from plugin mistakes: write() must return the path of the file it wrote, got None"
     )
     assert (out / "checkpoints" / "best.pt").is_file()
+
+
+@pytest.mark.parametrize(("kind", "parameter"), [("scheduler", "warmup"), ("scheduler", "interval"), ("metric", "log_as"), ("optimizer", "param_groups")])
+def test_a_parameter_named_like_a_key_torchyard_adds_is_refused(kind: str, parameter: str) -> None:
+    from torchyard.config import section_model
+    from torchyard.errors import PluginError
+    from torchyard.plugins import PluginHost
+
+    def factory(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("never built")
+
+    exec_ns: dict[str, Any] = {}
+    positional = "optimizer, " if kind == "scheduler" else "params, " if kind == "optimizer" else ""
+    exec(f"def made({positional}{parameter}: int = 1):\n    return None", exec_ns)  # noqa: S102 - a factory with that parameter
+
+    class Plugin:
+        @torchyard.hookimpl
+        def register_schedulers(self, register: Any) -> None:
+            if kind == "scheduler":
+                register("x", exec_ns["made"], interval="epoch")
+
+        @torchyard.hookimpl
+        def register_metrics(self, register: Any) -> None:
+            if kind == "metric":
+                register("x", exec_ns["made"])
+
+        @torchyard.hookimpl
+        def register_optimizers(self, register: Any) -> None:
+            if kind == "optimizer":
+                register("x", exec_ns["made"])
+
+    host = PluginHost()
+    host.add_plugin(Plugin(), "p")
+    with pytest.raises(PluginError, match=rf"{kind} 'x' from plugin p: its parameter '{parameter}' is a key torchyard adds"):
+        section_model(host.registry.get(kind, "x"))

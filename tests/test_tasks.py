@@ -281,3 +281,20 @@ def test_every_task_end_to_end(
         assert json.loads((kfold / "summary.json").read_text())["oof"]["val/mae"] == pytest.approx(
             (oof["predicted"] - oof["target"]).abs().mean(), rel=1e-4
         )
+
+
+@pytest.mark.slow
+def test_a_leaking_split_is_warned_by_check_and_again_at_the_end(
+    cli: Any, write_config: Any, mask_data: Path, tmp_path: Path  # noqa: F811
+) -> None:
+    from .test_images import mask_config
+
+    config = mask_config(mask_data, group=False)
+    path = write_config(config)
+    checked = cli("check", path)
+    assert checked.exit_code == 0 and "warning: split.group is false" in checked.stderr
+    out = tmp_path / "leaky"
+    result = cli("run", path, "--out", out)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.count("leaking split") == 2  # before training, and again at the end
+    assert any("leaking split" in w for w in json.loads((out / "summary.json").read_text())["warnings"])

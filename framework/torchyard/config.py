@@ -388,6 +388,14 @@ def section_model(record: ComponentRecord) -> type[ComponentSpec]:
         base = kinds.import_object(kinds.get(record.kind).spec_base)
     except Exception as e:  # noqa: BLE001 - a broken entry of the table of kinds
         raise PluginError(f"kind '{record.kind}': cannot import its spec base: {e}") from e
+    # keys torchyard adds to every section of this kind (log_as, warmup,
+    # interval, param_groups, ...): a parameter of that name would be hidden
+    reserved = sorted((set(base.model_fields) - {"name"}) & {f.alias or n for n, f in params.model_fields.items()})
+    if reserved:
+        raise PluginError(
+            f"{record.kind} '{record.name}' from plugin {record.source}: its parameter {reserved[0]!r} "
+            f"is a key torchyard adds to every {record.kind} section; rename the parameter"
+        )
     wrapper = cast(
         "type[ComponentSpec]",
         create_model(
@@ -620,6 +628,11 @@ def missing_requirements(requires: Sequence[str]) -> list[str]:
 
 def _cross_checks(config: RunConfig) -> list[str]:
     problems: list[str] = []
+    for i, metric in enumerate(config.metrics):
+        if metric_key(metric) == "loss":
+            problems.append(
+                f"metrics.{i}: logs as 'val/loss', the validation loss's own key; give it another log_as"
+            )
     keys = [f"val/{metric_key(m)}" for m in config.metrics]
     for i, key in enumerate(keys):
         if key in keys[:i]:

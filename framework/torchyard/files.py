@@ -1,4 +1,5 @@
-"""Atomic file writing: a crash never leaves a half-written file behind."""
+"""Atomic file writing: a crash never leaves a half-written file behind; the
+names a run directory reserves for itself."""
 
 from __future__ import annotations
 
@@ -9,7 +10,34 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
-__all__ = ["atomic_copy", "atomic_link", "atomic_path", "atomic_write"]
+__all__ = ["RUN_FILES", "atomic_copy", "atomic_link", "atomic_path", "atomic_write", "check_output_name"]
+
+#: Files and folders a run directory holds for the run itself: a writer (or
+#: any plugin) may not write under these names. ``fold_<k>`` folders and
+#: names starting with ``.torchyard`` are the run's too.
+RUN_FILES = ("config.yaml", "metrics.csv", "summary.json", "oof.csv", "checkpoints", "report")
+
+
+def check_output_name(name: str) -> str:
+    """``name`` if a plugin may write a file of that name directly inside a
+    run directory; else a ``ValueError`` saying why (a config problem).
+
+    A name is one path component (no separator, not ``.`` or ``..``), has no
+    NUL or control character, fits the file system (255 bytes), and is not
+    one the run reserves (:data:`RUN_FILES`, ``fold_<k>``, ``.torchyard*``).
+    """
+    import re
+
+    separators = {"/", "\\", os.sep, os.altsep or "/"}
+    if name in ("", ".", "..") or any(s in name for s in separators):
+        raise ValueError(f"filename must be a plain file name inside the run directory, got {name[:80]!r}")
+    if any(ord(c) < 32 for c in name):
+        raise ValueError(f"filename must not contain control characters, got {name[:80]!r}")
+    if len(name.encode("utf-8", "surrogatepass")) > 255:
+        raise ValueError(f"filename is {len(name.encode('utf-8', 'surrogatepass'))} bytes long; at most 255 fit a file name")
+    if name.lower() in RUN_FILES or re.fullmatch(r"fold_\d+", name) or name.startswith(".torchyard"):
+        raise ValueError(f"filename {name!r} is the run's own; choose another name for the submission")
+    return name
 
 
 @contextlib.contextmanager

@@ -74,6 +74,10 @@ def finish_run(
     then the ``on_run_end`` hook with the summary."""
     summary["submission"] = str(path) if (path := write_submission(run, test, reporter)) else None
     summary["report"] = _report(run, validation, rows, reporter, report_title)
+    # warnings printed before training (a leaking split) are easy to lose: again, and kept
+    summary["warnings"] = list(run.extras.get("split_warnings", ()))
+    for warning in summary["warnings"]:
+        reporter.warn(warning)
     if distributed.is_main():
         with atomic_write(run.out_dir / "summary.json") as f:
             json.dump(summary, f, indent=2)

@@ -272,8 +272,16 @@ def build_run(
     device = device if device is not None else setup_device(config)
     precision = resolve_precision(trainer.precision, device)
 
+    # the writer first: a file name it refuses is known before any data is read
+    writer = build_component(cfg.writer, where="writer") if cfg.writer is not None else None
     task = build_task(config)
     data, extras = build_data(config, task, train=train, fold=fold)
+    loader = cfg.loader
+    if train and loader.drop_last and length(data.train) < loader.batch_size:
+        raise ConfigError(
+            f"loader.batch_size: {loader.batch_size} is more than the {length(data.train)} training "
+            "samples, and drop_last drops that only batch: no step would train; lower batch_size"
+        )
     context = {**data.context(), **task.context()}
 
     resolved: dict[str, dict[str, Any]] = {}
@@ -305,11 +313,10 @@ def build_run(
     optimizer = scheduler = None
     if train:
         optimizer = build_optimizer(cfg.optimizer, model)
-        length = TrainingLength(trainer.max_epochs, steps_per_epoch(data, cfg))
+        training_length = TrainingLength(trainer.max_epochs, steps_per_epoch(data, cfg))
         scheduler = build_schedule(
-            cfg.scheduler, optimizer, length, mode, injected=resolved.setdefault("scheduler", {})
+            cfg.scheduler, optimizer, training_length, mode, injected=resolved.setdefault("scheduler", {})
         )
-    writer = build_component(cfg.writer, where="writer") if cfg.writer is not None else None
     if train:
         _probe(cfg, data, task, model, loss_fn, metrics, device, precision)
     check_ids = getattr(writer, "check_ids", None)
@@ -539,6 +546,13 @@ def _check_data(data: DataBundle, *, train: bool) -> None:
         raise DataError(
             f"data: {len(data.test_ids)} test ids for {length(data.test)} test samples"
         )
+    if data.test_ids is not None:
+        seen: set[str] = set()
+        for test_id in data.test_ids:
+            key = str(test_id)
+            if key in seen:
+                raise DataError(f"data: test id {key[:80]!r} is given twice; a submission needs one row per id")
+            seen.add(key)
 
 
 def _resolve_mode(mode: str, monitor: str, metrics: dict[str, Metric]) -> Literal["min", "max"]:

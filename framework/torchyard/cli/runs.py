@@ -47,6 +47,10 @@ def check(config_path: ConfigArg, overrides: SetOpt = None) -> None:
 
     device = resolve_device(config.trainer.device)
     resolve_precision(config.trainer.precision, device)
+    if config.writer is not None:  # its file name is checked when it is built (cheap: no data)
+        from torchyard.factories import build_component
+
+        build_component(config.writer, where="writer")
     parts = []
     for section in COMPONENT_SECTIONS:
         value = getattr(config, section)
@@ -56,6 +60,12 @@ def check(config_path: ConfigArg, overrides: SetOpt = None) -> None:
         names = ", ".join(s.record.name for s in specs) or "-"
         parts.append(f"{section}: {names}")
     typer.echo(f"{config_path}: ok")
+    if config.split is not None and not config.split.group:
+        typer.echo(
+            "warning: split.group is false: if the data has groups (a person's photos), a group "
+            "can land on both sides and validation scores will be optimistic",
+            err=True,
+        )
     typer.echo("  " + "; ".join(parts))
     typer.echo(
         f"  device: {device}, precision: {config.trainer.precision}, monitor: "

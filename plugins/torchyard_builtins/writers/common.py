@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from typing import Any
 
 
 def plain_filename(filename: str) -> str:
-    """``filename`` if it names a file directly inside the run directory.
+    """``filename`` if it names a file directly inside the run directory,
+    and not one the run keeps for itself (``config.yaml``, ``checkpoints``,
+    ...): see :func:`torchyard.files.check_output_name`. A ``ValueError``
+    (a config problem) otherwise."""
+    from torchyard.files import check_output_name
 
-    Writers never write outside the run directory, so a path separator,
-    ``.`` or ``..`` is refused (a ``ValueError``: a config problem).
-    """
-    separators = {"/", "\\", os.sep, os.altsep or "/"}
-    if filename in ("", ".", "..") or any(s in filename for s in separators):
-        raise ValueError(
-            f"filename must be a plain file name inside the run directory, got {filename!r}"
-        )
-    return filename
+    return check_output_name(filename)
 
 
 def first_few(values: Sequence[Any], n: int = 5) -> str:
