@@ -412,6 +412,10 @@ def _split(
     return split, extras, train_idx
 
 
+MAX_PREVIEW_STEPS = 1_000_000
+"""The most optimizer steps ``torchyard lr`` computes the learning rate for."""
+
+
 def preview_lr(config: RunConfig) -> tuple[list[tuple[int, int, list[float]]], TrainingLength]:
     """The learning rate of every parameter group at every optimizer step
     (:func:`torchyard.optim.preview_schedule`), without a model: the data
@@ -421,6 +425,11 @@ def preview_lr(config: RunConfig) -> tuple[list[tuple[int, int, list[float]]], T
     cfg = config
     data, _ = build_data(config, build_task(config))
     length = TrainingLength(cfg.trainer.max_epochs, steps_per_epoch(data, cfg))
+    if length.steps > MAX_PREVIEW_STEPS:  # one row per step: bounded time and memory
+        raise ConfigError(
+            f"trainer.max_epochs: {length.epochs} epochs of {length.steps_per_epoch} steps are "
+            f"{length.steps:,} optimizer steps; lr previews at most {MAX_PREVIEW_STEPS:,}"
+        )
     groups: list[dict[str, Any]] = []
     for group in [*cfg.optimizer.param_groups, None]:
         if group is not None and group.freeze:
