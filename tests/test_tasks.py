@@ -298,3 +298,23 @@ def test_a_leaking_split_is_warned_by_check_and_again_at_the_end(
     assert result.exit_code == 0, result.output
     assert result.stdout.count("leaking split") == 2  # before training, and again at the end
     assert any("leaking split" in w for w in json.loads((out / "summary.json").read_text())["warnings"])
+
+
+def test_a_fused_label_is_also_scored_per_column(builtin_host: PluginHost, mask_data: Path, tmp_path: Path) -> None:  # noqa: F811
+    from sklearn.metrics import accuracy_score
+
+    from torchyard.run import build_run
+
+    from .test_images import mask_config
+
+    run = build_run(validate_config(mask_config(mask_data), builtin_host.registry), builtin_host, tmp_path)
+    assert run.data.label_parts == ["mask", "gender", "age"]
+    assert {"mask/accuracy", "gender/accuracy", "age/accuracy", "mask/f1"} <= set(run.metrics)
+    g = torch.Generator().manual_seed(0)
+    outputs, fused = torch.randn(50, 18, generator=g), torch.randint(0, 18, (50,), generator=g)
+    metric = run.metrics["gender/accuracy"]
+    metric.reset()
+    metric.update(outputs, fused)
+    # the gender part's prediction: the larger marginal probability over the 9 classes of each gender
+    probabilities = torch.softmax(outputs, -1).reshape(50, 3, 2, 3).sum(dim=(1, 3))
+    assert metric.compute() == pytest.approx(accuracy_score((fused // 3) % 2, probabilities.argmax(1)))

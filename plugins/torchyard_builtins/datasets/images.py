@@ -232,8 +232,10 @@ def image_csv(
         groups: list[Any] | None = frame[group_column].tolist()
     else:  # a folder is one person's (one patient's) images: never split them
         groups = frame[path_column].tolist() if folders else None
+    # a class fused from several columns: the metrics and the report also score each column
+    parts = list(label_columns) if task == "classification" and len(label_columns) > 1 else None
     return _bundle(
-        paths, targets, names, groups, source=str(csv), task=task, checked=True,
+        paths, targets, names, groups, source=str(csv), task=task, checked=True, label_parts=parts,
         test=_test_from_csv(test_csv, test_id_column, test_path_column, test_root),
         image_size=image_size, color=color, on_bad_image=on_bad_image, verify=verify_images,
         train_transform=train_transform, eval_transform=eval_transform,
@@ -624,6 +626,7 @@ def _bundle(
     source: str,
     task: str = "classification",
     checked: bool = False,
+    label_parts: list[str] | None = None,
     test: tuple[list[str], list[str], str] | None,
     image_size: list[int] | int | None,
     color: Color,
@@ -658,6 +661,7 @@ def _bundle(
         task=task,
         num_classes=len(class_names),
         class_names=class_names,
+        label_parts=label_parts,
         input_shape=shape,
         train_targets=targets.tolist(),
         groups=groups,
