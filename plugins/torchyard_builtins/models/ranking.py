@@ -26,7 +26,8 @@ class RankingMLP(nn.Module):
             Field(description="Shape of one query, (items, features); default: from the data."),
         ] = None,
         hidden: Annotated[
-            list[Annotated[int, Field(ge=1)]], Field(description="Width of each hidden layer.")
+            list[Annotated[int, Field(ge=1, le=65536)]],
+            Field(description="Width of each hidden layer (1..65536)."),
         ] = [64, 32],  # noqa: B006 - read only
         dropout: Annotated[float, Field(ge=0, lt=1, description="Dropout after each hidden layer.")] = 0.1,
     ) -> None:

@@ -22,7 +22,8 @@ class SmallCNN(nn.Module):
             int | None, Field(ge=1, description="Input channels; default: from the data.")
         ] = None,
         channels: Annotated[
-            int, Field(ge=1, description="Channels of the first block (doubled in the second).")
+            int,
+            Field(ge=1, le=4096, description="Channels of the first block (doubled in the second)."),
         ] = 32,
         dropout: Annotated[float, Field(ge=0, lt=1, description="Dropout before the head.")] = 0.1,
     ) -> None:
@@ -55,7 +56,8 @@ class MLP(nn.Module):
             list[int] | None, Field(description="Shape of one input; default: from the data.")
         ] = None,
         hidden: Annotated[
-            list[int], Field(description="Width of each hidden layer.")
+            list[Annotated[int, Field(ge=1, le=65536)]],
+            Field(description="Width of each hidden layer (1..65536)."),
         ] = [128],  # noqa: B006 - read only
         dropout: Annotated[float, Field(ge=0, lt=1, description="Dropout after each hidden layer.")] = 0.1,
     ) -> None:

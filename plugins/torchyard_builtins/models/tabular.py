@@ -61,7 +61,8 @@ class TabularMLP(nn.Module):
                   "input not categorical."),
         ] = None,
         hidden: Annotated[
-            list[int], Field(min_length=1, description="Width of each hidden layer.")
+            list[Annotated[int, Field(ge=1, le=65536)]],
+            Field(min_length=1, description="Width of each hidden layer (1..65536)."),
         ] = [128, 64],  # noqa: B006 - read only
         dropout: Annotated[
             float, Field(ge=0, lt=1, description="Dropout after each hidden layer.")
@@ -70,7 +71,7 @@ class TabularMLP(nn.Module):
             bool, Field(description="Batch norm after each hidden layer's linear map.")
         ] = True,
         max_embedding_dim: Annotated[
-            int, Field(ge=1, description="Largest embedding width (a column of c codes gets "
+            int, Field(ge=1, le=4096, description="Largest embedding width (a column of c codes gets "
                        "min(this, (c + 1) // 2)).")
         ] = 16,
     ) -> None:
