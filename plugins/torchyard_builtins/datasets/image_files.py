@@ -4,7 +4,9 @@ Shared by the ``image_csv`` and ``image_folder`` datasets (see
 :mod:`torchyard_builtins.datasets.images`). An image is decoded with
 ``torchvision.io.decode_image`` (JPEG, PNG, WebP, GIF; other formats such as
 BMP or TIFF through Pillow) to a ``uint8`` tensor ``(C, H, W)``, RGB or
-grayscale as asked. A file that cannot be decoded raises
+grayscale as asked. Its header is read first: an image of more than
+:data:`MAX_PIXELS` pixels is refused before anything is decoded. A file that
+cannot be decoded, or is too large, raises
 :class:`BadImageError`, a :class:`~torchyard.DataError` naming the file that
 stays one readable line even when raised inside a DataLoader worker.
 """
@@ -28,6 +30,7 @@ from torchyard.errors import ConfigError, DataError
 
 __all__ = [
     "IMAGE_EXTENSIONS",
+    "MAX_PIXELS",
     "BadImageError",
     "ImageDataset",
     "check_images",
@@ -37,6 +40,11 @@ __all__ = [
 
 #: File name endings taken as images when a folder is listed.
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".ppm", ".pgm")
+
+#: The most pixels (width x height) an image may have: Pillow's own
+#: decompression-bomb limit. A 20000x20000 PNG compresses to a few KB and
+#: decodes to 1.2 GB; it is refused from its header instead.
+MAX_PIXELS = 89_478_485
 
 Color = Literal["rgb", "gray"]
 OnBadImage = Literal["error", "skip"]
@@ -71,6 +79,7 @@ def load_image(path: str, color: Color = "rgb") -> torch.Tensor:
     :raises BadImageError: the file is missing, unreadable or not an image.
     """
     mode = ImageReadMode.RGB if color == "rgb" else ImageReadMode.GRAY
+    _check_pixels(path)
     try:
         image = decode_image(path, mode=mode)
     except (RuntimeError, ValueError) as e:
@@ -80,6 +89,40 @@ def load_image(path: str, color: Color = "rgb") -> torch.Tensor:
     if image.dtype != torch.uint8:  # 16-bit PNG
         image = (image.to(torch.int32) >> 8).to(torch.uint8)
     return image
+
+
+def _check_pixels(path: str) -> None:
+    """Refuse an image over :data:`MAX_PIXELS` from its header (Pillow reads
+    only the header on open); a file Pillow cannot identify is left to the decoder."""
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                width, height = im.size
+    except Image.DecompressionBombError:
+        width, height = _header_size(path)
+    except Exception:  # noqa: BLE001 - not Pillow's format, missing, ...: the decoder says
+        return
+    if width * height > MAX_PIXELS:
+        raise BadImageError(
+            f"image {path} is {width}x{height} pixels, more than the limit of {MAX_PIXELS:,} "
+            "(resize it, or leave it out)"
+        )
+
+
+def _header_size(path: str) -> tuple[int, int]:
+    """The size of an image too large for Pillow even to open."""
+    from PIL import Image
+
+    limit = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None  # only to read the header: nothing is decoded
+    try:
+        with Image.open(path) as im:
+            return im.size
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
 
 
 def _decode_with_pillow(path: str, color: Color, first: Exception) -> torch.Tensor:
