@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from torchyard.config import RunConfig
     from torchyard.console import Reporter
     from torchyard.plugins import PluginHost
+    from torchyard.rundirs import Claim, RunDir
 
 __all__ = ["RunResult", "load_run_config", "predict", "train"]
 
@@ -119,9 +120,9 @@ def train(
     reporter = reporter or _reporter(trainer.progress)
     out_path = Path(out) if out is not None else None
     finished = False
+    job = _Job(validated, name, out_path, overwrite, reporter, device, _host(host))
     try:
         with _threads(trainer.num_threads):
-            job = _Job(validated, name, out_path, overwrite, reporter, device, _host(host))
             if is_kfold(validated):
                 if resume is not None:
                     raise ConfigError(
@@ -136,6 +137,7 @@ def train(
         finished = True  # every process stopped at the same step
         raise
     finally:
+        job.release()
         distributed.teardown(wait=finished)
     return result
 
@@ -152,13 +154,28 @@ class _Job:
     reporter: Reporter
     device: torch.device
     host: PluginHost
+    #: the run directory this process holds (locked) until the command ends
+    held: RunDir | None = None
+
+    def claim(self, out_dir: Path, how: Claim, keep_out: Sequence[str] = ()) -> Path:
+        """Take ``out_dir`` for the run (see :func:`torchyard.rundirs.claim_run_dir`)
+        once it is known to start; returns the directory, renamed if needed."""
+        from torchyard.rundirs import claim_shared
+
+        self.held = claim_shared(out_dir, how, overwrite=self.overwrite, keep_out=keep_out)
+        return self.held.path
+
+    def release(self) -> None:
+        if self.held is not None:
+            self.held.release()
+            self.held = None
 
 
 def _train_single(job: _Job, resume: str | None, allow_changes: bool) -> RunResult:
     from torchyard import distributed
     from torchyard.pipeline import fit_and_submit
     from torchyard.resume import copy_best, resume_point, resume_target
-    from torchyard.run import build_run, create_run_dir, write_resolved_config
+    from torchyard.run import build_run, write_resolved_config
 
     config, reporter = job.config, job.reporter
     payload, source = None, None
@@ -170,8 +187,12 @@ def _train_single(job: _Job, resume: str | None, allow_changes: bool) -> RunResu
         out_dir = _run_dir(job.out, job.name, job.overwrite)
     run = build_run(config, job.host, out_dir, device=job.device)
     _warn_split(reporter, run.extras)
+    # the run starts: only now is its directory created (or taken), locked and written
+    how: Claim = "unique" if job.out is None and payload is None else "exclusive"
+    if payload is not None and source is None:
+        how = "continue"  # resumed in its own directory
+    out_dir = run.out_dir = job.claim(out_dir, how, _writer_file(run))
     if distributed.is_main():
-        create_run_dir(out_dir)
         write_resolved_config(out_dir, config, run.resolved)
         if source is not None:  # resumed into another directory: bring the best checkpoint along
             copy_best(source, out_dir)
@@ -189,7 +210,7 @@ def _train_single(job: _Job, resume: str | None, allow_changes: bool) -> RunResu
 def _train_folds(job: _Job) -> RunResult:
     from torchyard import distributed
     from torchyard.kfold import fit_folds
-    from torchyard.run import build_run, create_run_dir, write_resolved_config
+    from torchyard.run import build_run, write_resolved_config
 
     config, reporter = job.config, job.reporter
     out_dir = _run_dir(job.out, job.name, job.overwrite)
@@ -199,8 +220,9 @@ def _train_folds(job: _Job) -> RunResult:
 
     first = build_fold(0)  # built (and checked) before anything is written, and trained as is
     _warn_split(reporter, first.extras)
+    out_dir = job.claim(out_dir, "unique" if job.out is None else "exclusive", _writer_file(first))
+    first.out_dir = out_dir / "fold_0"
     if distributed.is_main():
-        create_run_dir(out_dir)
         write_resolved_config(out_dir, config, first.resolved)
     distributed.barrier()
     reporter.info(f"run directory: {out_dir}  ({first.extras['folds']} folds, device {first.device})")
@@ -230,7 +252,8 @@ def predict(
     from torchyard.checkpoint import load_checkpoint
     from torchyard.console import Reporter
     from torchyard.pipeline import predict_and_submit, resolve_checkpoints
-    from torchyard.run import build_run, create_run_dir, setup_device
+    from torchyard.run import build_run, setup_device
+    from torchyard.rundirs import claim_shared
 
     validated, name = load_run_config(config, overrides, base_dir=base_dir, host=host)
     checkpoints = resolve_checkpoints(Path(checkpoint))
@@ -240,22 +263,29 @@ def predict(
     device = setup_device(validated)
     finished = False
     path: Path | None = None
+    held = None
     try:
         out_dir = _run_dir(Path(out) if out is not None else None, name, overwrite, suffix="-predict")
         reporter = reporter or Reporter(progress=False, quiet=not distributed.is_main())
         with _threads(trainer.num_threads):
             run = build_run(validated, _host(host), out_dir, train=False, device=device)
             existed = out_dir.exists()
-            if distributed.is_main():
-                create_run_dir(out_dir)
+            # predicting writes only the submission: --overwrite deletes nothing here
+            held = claim_shared(
+                out_dir, "unique" if out is None else "exclusive", overwrite=overwrite, empty=False
+            )
+            out_dir = run.out_dir = held.path
             try:
                 path = predict_and_submit(run, checkpoints, reporter)
             except BaseException:
+                held.release()
                 if distributed.is_main() and not existed and not any(out_dir.iterdir()):
                     out_dir.rmdir()  # leave nothing behind for a failed prediction
                 raise
         finished = True
     finally:
+        if held is not None:
+            held.release()
         distributed.teardown(wait=finished)
     return path
 
@@ -285,14 +315,21 @@ def _threads(count: int | None) -> Iterator[None]:
 
 
 def _run_dir(out: Path | None, name: Path, overwrite: bool, suffix: str = "") -> Path:
-    """A new run directory (process 0 picks it, so that every process agrees)."""
+    """The run directory to claim once the run starts (process 0 picks it,
+    so that every process agrees)."""
     from torchyard import distributed
-    from torchyard.run import choose_run_dir
+    from torchyard.rundirs import choose_run_dir
 
     # every process checks (the same error everywhere, no process left waiting)
     chosen = choose_run_dir(out, name, overwrite=overwrite, suffix=suffix)
     shared: Path = distributed.broadcast_object(chosen)
     return shared
+
+
+def _writer_file(run: Any) -> tuple[str, ...]:
+    """The submission the run will write, which ``--overwrite`` deletes first."""
+    filename = getattr(run.writer, "filename", None)
+    return (filename,) if isinstance(filename, str) and filename else ()
 
 
 def _warn_split(reporter: Reporter, extras: Mapping[str, Any]) -> None:

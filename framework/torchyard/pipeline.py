@@ -136,21 +136,16 @@ def _report(
 
 
 def resolve_checkpoints(path: Path) -> list[Path]:
-    """A checkpoint file, or a run directory: its best checkpoint, or for a
-    k-fold run every fold's best checkpoint (their predictions are averaged)."""
+    """A checkpoint file, or a run directory: the best checkpoint of the run
+    its ``config.yaml`` describes, or for a k-fold run each of its folds'
+    (their predictions are averaged); see :func:`torchyard.rundirs.run_checkpoints`."""
     from torchyard.errors import ConfigError
+    from torchyard.rundirs import run_checkpoints
 
     if path.is_file():
         return [path]
     if path.is_dir():
-        folds = sorted(path.glob("fold_*/checkpoints/best.pt"))
-        if folds:
-            return folds
-        if (path / "checkpoints" / "best.pt").is_file():
-            return [path / "checkpoints" / "best.pt"]
-        raise ConfigError(
-            f"--checkpoint {path}: no checkpoints/best.pt or fold_*/checkpoints/best.pt in it"
-        )
+        return run_checkpoints(path)
     raise ConfigError(f"checkpoint {path}: file not found")
 
 

@@ -236,7 +236,7 @@ def resume_target(
     """
     from torchyard.checkpoint import load_checkpoint
     from torchyard.config import jsonable_config
-    from torchyard.run import choose_run_dir
+    from torchyard.rundirs import check_unlocked, choose_run_dir
 
     checkpoint = find_resume_checkpoint(resume, out, config_path)
     payload = load_checkpoint(checkpoint)
@@ -259,8 +259,10 @@ def resume_target(
                 f"--resume {checkpoint}: the checkpoint is not inside a run directory "
                 "(<run>/checkpoints/); pass --out to choose where the resumed run writes"
             )
+        check_unlocked(home, "--resume")  # refused now if a run is writing there
         return home, payload, None
     if home is not None and out.resolve() == home:
+        check_unlocked(out, "--resume")
         return out, payload, None
     return choose_run_dir(out, config_path, overwrite=overwrite), payload, home
 

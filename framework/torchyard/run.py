@@ -8,7 +8,6 @@ and returns a :class:`Run`. :mod:`torchyard.loop` trains it.
 
 from __future__ import annotations
 
-import datetime as _dt
 import json
 import math
 import warnings
@@ -51,6 +50,7 @@ from torchyard.optim import (
     scale_group_lrs,
 )
 from torchyard.plugins import PluginHost
+from torchyard.rundirs import choose_run_dir, create_run_dir  # re-exported
 from torchyard.tasks import Task
 
 __all__ = [
@@ -162,47 +162,6 @@ def make_loader(
     elif world > 1:
         kwargs["sampler"] = distributed.StridedShard(length(dataset), rank, world)
     return DataLoader(dataset, **kwargs)
-
-
-def choose_run_dir(
-    out: str | Path | None, config_path: str | Path | None, *, overwrite: bool, suffix: str = ""
-) -> Path:
-    """The run directory to use, without creating it.
-
-    The default is a new ``runs/<config name>/<timestamp><suffix>``; an
-    explicit directory that exists and is not empty is refused unless
-    ``overwrite`` is set, so a run never clobbers another run's files.
-    """
-    if out is None:
-        stem = Path(config_path).stem if config_path else "run"
-        stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-        base = Path("runs") / stem / f"{stamp}{suffix}"
-        out_dir, n = base, 1
-        while out_dir.exists():
-            n += 1
-            out_dir = base.with_name(f"{base.name}-{n}")
-        return out_dir
-    out_dir = Path(out)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise ConfigError(f"--out {out_dir}: exists and is not a directory")
-    if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
-        raise ConfigError(
-            f"--out {out_dir}: directory exists and is not empty; "
-            "pass --overwrite to write into it, or choose another directory"
-        )
-    return out_dir
-
-
-def create_run_dir(out_dir: Path) -> Path:
-    """Create ``out_dir`` and prove it is writable, before any training."""
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        probe = out_dir / ".torchyard-write-test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as e:
-        raise ConfigError(f"--out {out_dir}: cannot write there: {e.strerror or e}") from None
-    return out_dir
 
 
 def setup_device(config: RunConfig) -> torch.device:
