@@ -14,6 +14,7 @@ import pytest
 import torch
 
 import torchyard
+from torchyard.api import load_run_config
 from torchyard.errors import ConfigError
 
 from .conftest import EXAMPLES
@@ -60,12 +61,13 @@ def test_relative_paths_of_a_dict_config_resolve_against_base_dir(
     config["data"].update(csv="train/train.csv", root="train/images", test_csv="eval/info.csv", test_root="eval/images")
     config["writer"]["path"] = "eval/info.csv"
     monkeypatch.chdir(tmp_path)  # nothing is relative to here
-    validated, _ = torchyard.api.load_run_config(config, base_dir=mask_data)
+    validated, _ = load_run_config(config, base_dir=mask_data)
     assert validated.data.csv == mask_data / "train" / "train.csv"  # type: ignore[attr-defined]
     result = torchyard.train(config, out=tmp_path / "run", base_dir=mask_data)
     assert result.submission is not None and result.submission.is_file()
     # without base_dir: against the working directory, where there is no such file
-    with pytest.raises(torchyard.TorchyardError, match="train/train.csv"):
+    # (the writer's template is the first file a run reads)
+    with pytest.raises(torchyard.TorchyardError, match="eval/info.csv"):
         torchyard.train(config, out=tmp_path / "elsewhere")
     assert not (tmp_path / "elsewhere").exists()
 
@@ -78,7 +80,7 @@ def test_load_predicts_what_the_submission_says(digits_config: dict[str, Any], t
     predictor = torchyard.load(result.run_dir)
     assert isinstance(predictor, torchyard.Predictor) and len(predictor.models) == 1
     # the test split, as the run saw it
-    config, _ = torchyard.api.load_run_config(digits_config)
+    config, _ = load_run_config(digits_config)
     run = build_run(config, get_host(), tmp_path / "scratch", train=False)
     inputs = torch.cat([batch[0] for batch in run.loader("test")])
     predictions = predictor.predict(inputs)
@@ -104,7 +106,7 @@ def test_load_a_kfold_run_averages_its_folds(digits_config: dict[str, Any], tmp_
     from torchyard.plugins import get_host
     from torchyard.run import build_run
 
-    config, _ = torchyard.api.load_run_config(digits_config)
+    config, _ = load_run_config(digits_config)
     test = build_run(config, get_host(), tmp_path / "scratch", train=False).data.test
     predictions = predictor.predict(test)
     assert predictions.kind == "probabilities"  # two folds averaged

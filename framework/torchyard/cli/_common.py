@@ -46,7 +46,12 @@ PredictOutOpt = Annotated[
     ),
 ]
 OverwriteOpt = Annotated[
-    bool, typer.Option("--overwrite", help="Write into an existing, non-empty --out directory.")
+    bool,
+    typer.Option(
+        "--overwrite",
+        help="Write into an existing, non-empty --out directory: what an earlier run wrote there "
+        "(checkpoints, fold_*, report, metrics, ...) is deleted once the run starts; other files stay.",
+    ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
