@@ -219,3 +219,13 @@ def test_the_python_api_example_runs(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr[-3000:]
     correct = int(done.stdout.rsplit("/8 correct", 1)[0].rsplit("\n", 1)[-1])
     assert correct >= 6, done.stdout[-2000:]
+
+
+def test_the_progress_bar_is_on_in_a_notebook() -> None:
+    from rich.console import Console
+
+    from torchyard.console import Reporter
+
+    assert Reporter(console=Console(force_jupyter=True), progress=True).enabled
+    assert not Reporter(console=Console(force_jupyter=True), progress=False).enabled
+    assert not Reporter(console=Console(force_terminal=False, force_jupyter=False), progress=True).enabled

@@ -44,7 +44,9 @@ class Reporter:
     def __init__(self, console: Console | None = None, progress: bool = True, quiet: bool = False) -> None:
         #: ``quiet``: print nothing (the processes other than 0 of a distributed run)
         self.console = console or Console(stderr=False, quiet=quiet)
-        self.enabled = progress and not quiet and self.console.is_terminal and sys.stdout.isatty()
+        # a progress bar in a terminal, or in a notebook (rich renders it there)
+        interactive = self.console.is_jupyter or (self.console.is_terminal and sys.stdout.isatty())
+        self.enabled = progress and not quiet and interactive
         self._progress: Progress | None = None
         self._task: Any = None
 
