@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["Metric"]
+__all__ = ["Metric", "MetricView"]
 
 
 class Metric:
@@ -75,3 +75,41 @@ class Metric:
 
 def _fresh(default: Any) -> Any:
     return [] if isinstance(default, list) else default.clone()
+
+
+class MetricView(Metric):
+    """A metric computed on a view of the outputs and targets -- one head of
+    a multi-head model, one part of a fused class: :meth:`view` picks it,
+    and the wrapped metric does the rest. Its direction is the wrapped
+    metric's."""
+
+    def __init__(self, metric: Metric) -> None:
+        super().__init__()
+        self.metric = metric
+
+    @classmethod
+    def of(cls, metric: Metric, *args: Any) -> MetricView:
+        """A view of ``metric`` (``args`` are the subclass's own), better in
+        the direction ``metric`` is."""
+        directed = type(cls.__name__, (cls,), {"higher_is_better": metric.higher_is_better})
+        view: MetricView = directed(metric, *args)
+        return view
+
+    def view(self, outputs: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    def update(self, outputs: torch.Tensor, targets: torch.Tensor) -> None:
+        self.metric.update(*self.view(outputs, targets))
+
+    def compute(self) -> float:
+        return float(self.metric.compute())
+
+    def reset(self) -> None:
+        self.metric.reset()
+
+    def sync(self) -> None:
+        self.metric.sync()
+
+    def to(self, device: torch.device | str) -> MetricView:
+        self.metric.to(device)
+        return self

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 import numpy as np
 from pydantic import Field
 
-from torchyard.metric import Metric
+from torchyard.metric import Metric, MetricView
 from torchyard.tasks import OutputKind, Task
 
 if TYPE_CHECKING:
@@ -51,8 +51,7 @@ class Classification(Task):
             key = spec.log_as or spec.record.name
             for index, (part, size) in enumerate(self.parts):
                 metric = build(spec, "metric", {"num_classes": size}, f"metrics.{i}")
-                directed = type("PartMetric", (_PartMetric,), {"higher_is_better": metric.higher_is_better})
-                metrics[f"{part}/{key}"] = directed(metric, radix, index)
+                metrics[f"{part}/{key}"] = _PartMetric.of(metric, radix, index)
         return loss, metrics
 
     def report(
@@ -258,15 +257,15 @@ def _digits(fused: np.ndarray, radix: Sequence[int]) -> np.ndarray:
     return out
 
 
-class _PartMetric(Metric):
+class _PartMetric(MetricView):
     """A metric of one part of a fused class: it sees that part's marginal
     log-probabilities and its digit of the target."""
 
     def __init__(self, metric: Metric, radix: Sequence[int], index: int) -> None:
-        super().__init__()
-        self.metric, self.radix, self.index = metric, list(radix), index
+        super().__init__(metric)
+        self.radix, self.index = list(radix), index
 
-    def update(self, outputs: torch.Tensor, targets: torch.Tensor) -> None:
+    def view(self, outputs: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         import torch
 
         probabilities = torch.softmax(outputs.float(), dim=-1).reshape(len(outputs), *self.radix)
@@ -274,20 +273,7 @@ class _PartMetric(Metric):
         marginal = probabilities.sum(dim=others) if others else probabilities
         divisor = int(np.prod(self.radix[self.index + 1 :]))
         digit = torch.div(targets.long(), divisor, rounding_mode="floor") % self.radix[self.index]
-        self.metric.update(marginal.clamp_min(1e-12).log(), digit)
-
-    def compute(self) -> float:
-        return float(self.metric.compute())
-
-    def reset(self) -> None:
-        self.metric.reset()
-
-    def sync(self) -> None:
-        self.metric.sync()
-
-    def to(self, device: Any) -> _PartMetric:
-        self.metric.to(device)
-        return self
+        return marginal.clamp_min(1e-12).log(), digit
 
 
 def fused_radix(class_names: Sequence[str] | None, parts: int) -> list[int] | None:

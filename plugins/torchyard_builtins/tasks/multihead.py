@@ -24,7 +24,7 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from torchyard.errors import ConfigError, DataError
-from torchyard.metric import Metric
+from torchyard.metric import Metric, MetricView
 from torchyard.params import ParamsModel
 from torchyard.tasks import OutputKind, Task
 
@@ -234,7 +234,7 @@ class MultiHead(Task):
             for name, head in self.heads.items():
                 if head.task in spec.record.tasks:
                     metric = build(spec, "metric", {"num_classes": head.width_classes}, f"metrics.{i}")
-                    per_head[name] = _directed(_HeadMetric, metric.higher_is_better)(metric, self, name)
+                    per_head[name] = _HeadMetric.of(metric, self, name)
             if not per_head:
                 raise ConfigError(f"metrics.{i}: '{spec.record.name}' fits no head of the multihead task")
             metrics.update({f"{name}/{key}": m for name, m in per_head.items()})
@@ -363,33 +363,18 @@ class _HeadsLoss:
         return total
 
 
-class _HeadMetric(Metric):
+class _HeadMetric(MetricView):
     """A metric of one head: it sees that head's outputs and targets."""
 
     def __init__(self, metric: Metric, task: MultiHead, head: str) -> None:
-        super().__init__()
-        self.metric, self.task, self.head = metric, task, head
+        super().__init__(metric)
+        self.task, self.head = task, head
         self.index = list(task.heads).index(head)
-        kind = task.heads[head].task
-        self._cast = "long" if kind == "classification" else "float"
+        self._long = task.heads[head].task == "classification"
 
-    def update(self, outputs: torch.Tensor, targets: torch.Tensor) -> None:
+    def view(self, outputs: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         target = self.task.head_targets(targets)[:, self.index]
-        target = target.long() if self._cast == "long" else target.float()
-        self.metric.update(outputs[:, self.task.slices[self.head]], target)
-
-    def compute(self) -> float:
-        return float(self.metric.compute())
-
-    def reset(self) -> None:
-        self.metric.reset()
-
-    def sync(self) -> None:
-        self.metric.sync()
-
-    def to(self, device: Any) -> _HeadMetric:
-        self.metric.to(device)
-        return self
+        return outputs[:, self.task.slices[self.head]], target.long() if self._long else target.float()
 
 
 class _MeanMetric(Metric):
