@@ -583,3 +583,9 @@ def test_delimited_tags_as_a_multilabel_target(mask_data: Path, cli: Any, write_
     submission = pd.read_csv(tmp_path / "run" / "submission.csv", keep_default_na=False)
     assert list(submission.columns) == ["ImageID", "tags"]
     assert {t for cell in submission["tags"] for t in cell.split()} <= {"female", "male", "old"}
+
+
+def test_a_label_written_as_1_and_as_1_0_is_one_class() -> None:
+    frame = pd.DataFrame({"label": ["1", "1.0", "2", " 2 ", "x"]})
+    targets, names = combine_labels(frame, ["label"])
+    assert names == ["1", "2", "x"] and targets.tolist() == [0, 0, 1, 1, 2]

@@ -387,7 +387,8 @@ def combine_labels(
     orders: list[list[str]] = []
     codes = np.zeros(len(frame), dtype=np.int64)
     for column in columns:
-        values = frame[column].astype(str).str.strip()
+        # one value, one class: '1' and '1.0' (a column pandas read as floats) are the same label
+        values = frame[column].astype(str).str.strip().map(_canonical)
         blank = np.flatnonzero((values == "").to_numpy())
         if len(blank):
             raise DataError(
@@ -395,7 +396,7 @@ def combine_labels(
                 f"{rows[blank[0]] if rows is not None else blank[0] + 1}); every labelled image needs every label"
             )
         if column in label_values:
-            order = [_text(v) for v in label_values[column]]
+            order = [_canonical(_text(v)) for v in label_values[column]]
             unlisted = sorted(set(values) - set(order))
             if unlisted:
                 raise DataError(
@@ -530,6 +531,18 @@ def _file_labels(paths: Sequence[str], rows: Sequence[int], mapping: dict[str, s
             f"the names it maps: {', '.join(mapping)})"
         )
     return [mapping[stem] for stem in stems]
+
+
+def _canonical(text: str) -> str:
+    """A label as one spelling: a whole number without its '.0', other
+    numbers as Python writes them, anything else as it is."""
+    try:
+        number = float(text)
+    except ValueError:
+        return text
+    if not np.isfinite(number) or text.lower() in ("nan", "inf", "-inf", "infinity"):
+        return text
+    return str(int(number)) if number.is_integer() else str(number)
 
 
 def _text(value: Any) -> str:

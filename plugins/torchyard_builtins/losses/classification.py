@@ -11,8 +11,8 @@ from torch import nn
 
 def cross_entropy(
     weight: Annotated[
-        list[float] | None,
-        Field(description="Per-class weights (one number per class); unset: all 1."),
+        list[Annotated[float, Field(ge=0)]] | None,
+        Field(description="Per-class weights (one number >= 0 per class); unset: all 1."),
     ] = None,
     ignore_index: Annotated[
         int, Field(description="Target value that is ignored and does not count.")
