@@ -86,3 +86,17 @@ def test_a_parameter_named_like_a_key_torchyard_adds_is_refused(kind: str, param
     host.add_plugin(Plugin(), "p")
     with pytest.raises(PluginError, match=rf"{kind} 'x' from plugin p: its parameter '{parameter}' is a key torchyard adds"):
         section_model(host.registry.get(kind, "x"))
+
+
+def test_an_exception_in_a_components_code_during_training_names_it(
+    cli: Any, write_config: Any, digits_config: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake_entry_points(monkeypatch, {"mistakes": "tests.plugins.mistakes"})
+    digits_config["model"] = {"name": "exploding"}
+    digits_config["trainer"].update(max_epochs=1, limit_train_batches=2)
+    result = cli("run", write_config(digits_config), "--out", tmp_path / "run")
+    assert result.exit_code == 2, result.output
+    assert result.stderr.strip() == "error: model 'exploding' from plugin mistakes failed: RuntimeError: boom in forward"
+    debug = cli("run", write_config(digits_config), "--out", tmp_path / "debug", env={"TORCHYARD_DEBUG": "1"})
+    assert isinstance(debug.exception, torchyard.PluginError)  # the traceback, for the plugin's author
+    assert isinstance(debug.exception.__cause__, RuntimeError)

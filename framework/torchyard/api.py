@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from torchyard.blame import reraise_blamed
 from torchyard.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -135,6 +136,9 @@ def train(
         finished = True
     except TrainingInterrupted:
         finished = True  # every process stopped at the same step
+        raise
+    except Exception:
+        reraise_blamed(validated.specs())  # a component's own exception: named as its
         raise
     finally:
         job.release()
@@ -283,6 +287,9 @@ def predict(
                     out_dir.rmdir()  # leave nothing behind for a failed prediction
                 raise
         finished = True
+    except Exception:
+        reraise_blamed(validated.specs())  # a component's own exception: named as its
+        raise
     finally:
         if held is not None:
             held.release()

@@ -51,6 +51,28 @@ class SilentWriter:
         return None
 
 
+def exploding_model(num_classes: int = 10) -> Any:
+    """A model whose forward fails once it trains (the probe, in eval mode, passes)."""
+    import torch
+
+    class Exploding(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.linear = torch.nn.Linear(64, num_classes)
+
+        def forward(self, x: Any) -> Any:
+            if self.training:
+                raise RuntimeError("boom in forward")
+            return self.linear(x.flatten(1))
+
+    return Exploding()
+
+
+@torchyard.hookimpl
+def register_models(register: Any) -> None:
+    register("exploding", exploding_model)
+
+
 @torchyard.hookimpl
 def register_losses(register: Any) -> None:
     register("vector_loss", vector_loss)
