@@ -100,3 +100,14 @@ def test_an_exception_in_a_components_code_during_training_names_it(
     debug = cli("run", write_config(digits_config), "--out", tmp_path / "debug", env={"TORCHYARD_DEBUG": "1"})
     assert isinstance(debug.exception, torchyard.PluginError)  # the traceback, for the plugin's author
     assert isinstance(debug.exception.__cause__, RuntimeError)
+
+
+def test_schema_skips_and_names_an_unusable_component(cli: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    fake_entry_points(monkeypatch, {"reserved": "tests.plugins.reserved_param"})
+    result = cli("schema")
+    assert result.exit_code == 0
+    json.loads(result.stdout)  # the schema of everything else
+    assert "warning: reserved:x is left out of the schema: metric 'x' from plugin reserved" in result.stderr
+    assert "its parameter 'log_as' is a key torchyard adds" in result.stderr

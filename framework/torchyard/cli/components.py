@@ -292,6 +292,8 @@ def print_schema(
 
     model = build_config_model(host().registry)
     typer.echo(json.dumps(model.model_json_schema(), indent=indent, default=str))
+    for name, reason in model.broken.items():  # left out of the schema, and why (stderr: the JSON stays clean)
+        typer.echo(f"warning: {name} is left out of the schema: {reason}", err=True)
 
 
 def _warn_failed() -> None:
