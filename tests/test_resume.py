@@ -486,3 +486,23 @@ def test_resume_into_another_directory_brings_the_best_checkpoint(cli: Any, tmp_
     assert summary["best_epoch"] == 1
     best = tmp_path / "second" / "checkpoints" / "best.pt"
     assert best.read_bytes() == (tmp_path / "first" / "checkpoints" / "best.pt").read_bytes()
+
+
+def test_resuming_with_a_changed_model_shape_fails_before_touching_the_run(cli: Any, tmp_path: Path) -> None:
+    import yaml
+
+    config = tmp_path / "tiny.yaml"
+    base = {
+        "model": {"name": "mlp", "hidden": [16]}, "data": {"name": "digits"}, "loss": {"name": "cross_entropy"},
+        "optimizer": {"name": "adamw"}, "metrics": [{"name": "accuracy"}], "writer": {"name": "csv"},
+        "trainer": {"max_epochs": 1, "limit_train_batches": 2, "progress": False, "device": "cpu"},
+    }
+    config.write_text(yaml.safe_dump(base))
+    run = tmp_path / "first"
+    assert cli("run", config, "--out", run).exit_code == 0
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    result = cli("run", config, "--resume", run, "--allow-changes", "--set", "model.hidden=[32]",
+                 "--set", "trainer.max_epochs=2")
+    assert result.exit_code == 2, result.output
+    assert "--resume: the checkpoint's weights do not fit this config's model" in result.stderr
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before  # config.yaml untouched

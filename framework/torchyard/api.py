@@ -190,6 +190,8 @@ def _train_single(job: _Job, resume: str | None, allow_changes: bool) -> RunResu
     else:
         out_dir = _run_dir(job.out, job.name, job.overwrite)
     run = build_run(config, job.host, out_dir, device=job.device)
+    if payload is not None:
+        _check_resumable(run, payload)  # a changed model (--allow-changes) fails here, not mid-write
     _warn_split(reporter, run.extras)
     # the run starts: only now is its directory created (or taken), locked and written
     how: Claim = "unique" if job.out is None and payload is None else "exclusive"
@@ -295,6 +297,19 @@ def predict(
             held.release()
         distributed.teardown(wait=finished)
     return path
+
+
+def _check_resumable(run: Any, payload: dict[str, Any]) -> None:
+    """Refuse a checkpoint whose weights this config's model cannot take,
+    before anything in the run directory is touched."""
+    try:
+        run.model.load_state_dict(payload["model"])
+    except (RuntimeError, KeyError, TypeError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ConfigError(
+            f"--resume: the checkpoint's weights do not fit this config's model ({first[:200]}); "
+            "resume with the model the run was trained with, or start a new run"
+        ) from None
 
 
 # -- helpers -------------------------------------------------------------------------

@@ -65,6 +65,7 @@ classification only.
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
@@ -206,6 +207,7 @@ def image_csv(
                          "label otherwise, or leave the column out of file_labels")
     base = Path(root) if root is not None else Path(csv).parent
     paths, rows, folders = _expand_folders(frame[path_column].tolist(), base, source=str(csv))
+    _refuse_repeats(paths, rows, source=str(csv))
     # labels only for the usable images: a missing file is reported as missing, not as unlabelled
     keep = _usable(paths, source=str(csv), on_bad_image=on_bad_image, verify=verify_images, color=color)
     paths = [p for p, ok in zip(paths, keep, strict=True) if ok]
@@ -531,6 +533,20 @@ def _file_labels(paths: Sequence[str], rows: Sequence[int], mapping: dict[str, s
             f"the names it maps: {', '.join(mapping)})"
         )
     return [mapping[stem] for stem in stems]
+
+
+def _refuse_repeats(paths: Sequence[str], rows: Sequence[int], *, source: str) -> None:
+    """One image, one row: an image listed twice (with two labels, or twice
+    the weight) is a mistake in the CSV."""
+    first: dict[str, int] = {}
+    for path, row in zip(paths, rows, strict=True):
+        key = os.path.normpath(path)
+        if key in first:
+            raise DataError(
+                f"{source}: image {path} is listed twice (data rows {first[key] + 1} and {row + 1}); "
+                "list each image once"
+            )
+        first[key] = row
 
 
 def _canonical(text: str) -> str:
