@@ -156,3 +156,14 @@ def test_a_kind_without_its_own_check_gets_the_generic_one(monkeypatch: pytest.M
         check_plugin(Plugin(), name="generic")
     assert built == ["x"]  # 'anything' built, and passed: it writes nothing
     assert str(info.value) == "writer 'nothing' (generic): returned None"
+
+
+def test_the_kit_catches_a_builtin_name_a_reserved_parameter_and_heavy_imports() -> None:
+    from tests.plugins import duplicate_ce, heavy_registration, reserved_param
+
+    with pytest.raises(AssertionError, match=r"loss 'cross_entropy': plugin builtin-losses \(torchyard [^)]*\) has that name too"):
+        check_plugin(duplicate_ce, name="dup")
+    with pytest.raises(AssertionError, match="its parameter 'log_as' is a key torchyard adds"):
+        check_plugin(reserved_param, name="reserved")
+    with pytest.raises(AssertionError, match=r"registration imports torch \(\d+ ms\)"):
+        check_plugin(heavy_registration, name="heavy")

@@ -29,6 +29,12 @@ registers, by kind:
 
 Each kind names its check in the table of kinds (:mod:`torchyard.kinds`).
 
+It also checks the registration itself: a name another installed plugin
+(a built-in, say) already has, a parameter named like a key torchyard adds
+to the section (``warmup``, ``log_as``, ...), and, for a plugin module,
+heavy modules (torch and the like) imported just to register, measured in a
+fresh interpreter with the registration's time.
+
 Every failure is collected; one ``AssertionError`` lists them all. The
 built-in components pass this kit too (torchyard's own tests run it).
 """
@@ -46,7 +52,7 @@ from torchyard import kinds
 from torchyard.errors import TorchyardError
 from torchyard.kinds import TASK_ALIASES
 from torchyard.plugins import PluginHost
-from torchyard.registry import ComponentRecord
+from torchyard.registry import ComponentRecord, normalize_name
 
 __all__ = ["check_component", "check_plugin", "random_batch"]
 
@@ -101,7 +107,7 @@ def check_plugin(
     records = [r for r in host.registry.records() if r.plugin == name]
     if not records:
         raise AssertionError(f"plugin {name!r} registers no component")
-    failures = []
+    failures = _registration_problems(plugin, records)
     for record in records:
         try:
             check_component(record, (params or {}).get(f"{record.kind}:{record.name}"))
@@ -112,10 +118,63 @@ def check_plugin(
     return records
 
 
+#: Modules a plugin should not import to register (``torchyard list`` must stay fast).
+HEAVY_MODULES = ("torch", "torchvision", "pandas", "sklearn", "scipy", "matplotlib", "timm")
+
+
+def _registration_problems(plugin: object, records: list[ComponentRecord]) -> list[str]:
+    """Name clashes with the installed plugins (the built-ins first), and,
+    for a plugin module, heavy imports at registration and its import time
+    (in a fresh interpreter, where nothing is imported yet)."""
+    import json
+    import subprocess
+    import sys
+    import types
+
+    problems = []
+    installed = PluginHost()
+    installed.load_entrypoints()
+    for record in records:
+        for other in installed.registry.records(record.kind):
+            if other.plugin != record.plugin and normalize_name(other.name) == normalize_name(record.name):
+                problems.append(
+                    f"{record.kind} '{record.name}': plugin {other.source} has that name too; users "
+                    f"must write 'plugin:{record.name}' (choose another name)"
+                )
+    if not isinstance(plugin, types.ModuleType):
+        return problems
+    code = (
+        "import json, sys, time\n"
+        "from torchyard.plugins import PluginHost\n"
+        "start = time.perf_counter()\n"
+        f"import {plugin.__name__} as plugin\n"
+        "info = PluginHost().add_plugin(plugin, 'probe')\n"
+        "print(json.dumps({'seconds': time.perf_counter() - start, 'status': info.status,"
+        f" 'heavy': [m for m in {list(HEAVY_MODULES)!r} if m in sys.modules]}}))\n"
+    )
+    import os
+
+    # the same import path as this interpreter's (a plugin the test put on sys.path)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    if done.returncode != 0:
+        return [*problems, f"registering in a fresh interpreter failed: {done.stderr.strip()[-300:]}"]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    if report["heavy"]:
+        problems.append(
+            f"registration imports {', '.join(report['heavy'])} ({report['seconds'] * 1000:.0f} ms): "
+            "register factories by import path ('module:attribute') so torchyard list stays fast"
+        )
+    return problems
+
+
 def check_component(record: ComponentRecord, params: Mapping[str, Any] | None = None) -> None:
     """Check one registered component; raise ``AssertionError`` if it fails."""
     where = f"{record.kind} '{record.name}' ({record.source})"
     try:
+        from torchyard.config import section_model
+
+        section_model(record)  # a schema a config can use: no reserved parameter names
         path = kinds.get(record.kind).conformance
         check: Callable[[ComponentRecord, dict[str, Any]], None] = (
             kinds.import_object(path) if path else _check_builds
