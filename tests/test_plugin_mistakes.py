@@ -111,3 +111,19 @@ def test_schema_skips_and_names_an_unusable_component(cli: Any, monkeypatch: pyt
     json.loads(result.stdout)  # the schema of everything else
     assert "warning: reserved:x is left out of the schema: metric 'x' from plugin reserved" in result.stderr
     assert "its parameter 'log_as' is a key torchyard adds" in result.stderr
+
+
+def test_a_params_model_pydantic_cannot_complete_is_the_plugins_and_breaks_nothing_else(
+    cli: Any, write_config: Any, digits_config: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    fake_entry_points(monkeypatch, {"unresolvable": "tests.plugins.unresolvable_params"})
+    schema = cli("schema")
+    assert schema.exit_code == 0 and json.loads(schema.stdout)["properties"]["loss"]
+    assert "unresolvable:unresolvable is left out of the schema: loss 'unresolvable' from plugin unresolvable" in schema.stderr
+    digits_config["loss"] = {"name": "unresolvable"}
+    checked = cli("check", write_config(digits_config))
+    assert checked.exit_code == 2
+    assert "loss 'unresolvable' from plugin unresolvable: its params schema is unusable" in checked.stderr
+    assert cli("list", "losses").exit_code == 0

@@ -410,6 +410,14 @@ def section_model(record: ComponentRecord) -> type[ComponentSpec]:
         ),
     )
     wrapper.record = record
+    try:  # a model pydantic cannot complete (an undefined forward reference, a type with no schema)
+        wrapper.model_json_schema()
+    except Exception as e:  # noqa: BLE001 - the plugin's params model, reported as the plugin's
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise PluginError(
+            f"{record.kind} '{record.name}' from plugin {record.source}: its params schema is "
+            f"unusable: {first[:200]}"
+        ) from e
     _SECTION_MODELS[id(record)] = (record, wrapper)
     return wrapper
 
