@@ -145,11 +145,7 @@ class MultiHead(Task):
                 raise DataError(
                     f"data: {data.num_classes} classes cannot be split into heads {sizes} = {math.prod(self.radix)}"
                 )
-        self.setup(data.num_classes, data.class_names)
-        if data.train_targets is not None:
-            problem = self.check_targets(data.train_targets)
-            if problem:
-                raise DataError(f"data: {problem}")
+        super().bind(data)  # keeps what it needs (setup) and checks the targets
 
     def setup(self, num_classes: int | None, class_names: Sequence[str] | None) -> None:
         super().setup(num_classes, class_names)
