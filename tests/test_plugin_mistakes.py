@@ -127,3 +127,12 @@ def test_a_params_model_pydantic_cannot_complete_is_the_plugins_and_breaks_nothi
     assert checked.exit_code == 2
     assert "loss 'unresolvable' from plugin unresolvable: its params schema is unusable" in checked.stderr
     assert cli("list", "losses").exit_code == 0
+
+
+def test_no_error_line_quotes_an_unbounded_value(cli: Any, write_config: Any, digits_config: dict[str, Any]) -> None:
+    digits_config["requires"] = ["x" * 20000]
+    digits_config["loss"] = {"name": "y" * 20000}
+    result = cli("check", write_config(digits_config))
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert lines and all(len(line) <= 520 for line in lines), [len(line) for line in lines]

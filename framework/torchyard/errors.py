@@ -29,11 +29,20 @@ class TorchyardError(Exception):
     config with three mistakes reports three lines at once.
     """
 
+    #: The longest line a problem prints: whatever value a message quotes
+    #: (a huge string, a long list), it stays one readable line.
+    MAX_LINE = 500
+
     def __init__(self, *problems: str) -> None:
         if not problems:
             raise ValueError("a TorchyardError needs at least one problem")
-        self.problems: tuple[str, ...] = tuple(problems)
-        super().__init__("\n".join(problems))
+        self.problems: tuple[str, ...] = tuple(_bounded(p, self.MAX_LINE) for p in problems)
+        super().__init__("\n".join(self.problems))
+
+
+def _bounded(problem: str, limit: int) -> str:
+    line = " ".join(str(problem).splitlines()) if "\n" in str(problem) else str(problem)
+    return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
 class ConfigError(TorchyardError):
@@ -61,7 +70,11 @@ class TrainingError(TorchyardError):
 
 
 def did_you_mean(word: str, candidates: Iterable[str], n: int = 3) -> str:
-    """Return ``"; did you mean 'x'?"`` for the closest candidates, or ``""``."""
+    """Return ``"; did you mean 'x'?"`` for the closest candidates, or ``""``
+    (for a word over 100 characters, no suggestion: matching it is slow and
+    it is no misspelling)."""
+    if len(word) > 100:
+        return ""
     matches = difflib.get_close_matches(word, list(candidates), n=n, cutoff=0.6)
     if not matches:
         return ""
