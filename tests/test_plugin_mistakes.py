@@ -135,4 +135,4 @@ def test_no_error_line_quotes_an_unbounded_value(cli: Any, write_config: Any, di
     result = cli("check", write_config(digits_config))
     assert result.exit_code == 2
     lines = result.stderr.strip().splitlines()
-    assert lines and all(len(line) <= 520 for line in lines), [len(line) for line in lines]
+    assert lines and all(len(line) <= 1020 for line in lines), [len(line) for line in lines]

@@ -31,7 +31,7 @@ class TorchyardError(Exception):
 
     #: The longest line a problem prints: whatever value a message quotes
     #: (a huge string, a long list), it stays one readable line.
-    MAX_LINE = 500
+    MAX_LINE = 1000
 
     def __init__(self, *problems: str) -> None:
         if not problems:
