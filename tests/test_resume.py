@@ -167,6 +167,7 @@ def _interrupted_then_resumed(
         # validation call 1 is build_run's probe batch; call 2 is epoch 1's first
         pytest.param({}, 2, True, id="during-validation-of-epoch-1"),
         pytest.param({"accumulate_grad_batches": 3}, 24, False, id="mid-accumulation-window"),
+        pytest.param({"sampler": "balanced"}, 25, False, id="mid-epoch-balanced-sampler"),
     ],
 )
 def test_an_interrupted_run_resumes_to_the_same_weights_and_metrics(
@@ -178,7 +179,10 @@ def test_an_interrupted_run_resumes_to_the_same_weights_and_metrics(
     during_validation: bool,
 ) -> None:
     host, plugin = signal_host
+    sampler = trainer.pop("sampler", None)
     config = _config(digits_config, **trainer)
+    if sampler is not None:
+        config["loader"]["sampler"] = sampler
     config["scheduler"] = {"name": "cosine_annealing_lr", "T_max": 3, "warmup": {"duration": "10 steps"}}
     config["model"]["dropout"] = 0.3  # draws from torch's RNG at every training step
     reference_run = _run(config, host, tmp_path / "reference")

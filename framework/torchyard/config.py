@@ -188,6 +188,12 @@ class LoaderConfig(ParamsModel):
         None, ge=1, le=1024, description="Batches each worker loads ahead (needs num_workers > 0)."
     )
     shuffle: bool = Field(True, description="Shuffle the training split every epoch.")
+    sampler: Literal["random", "balanced"] = Field(
+        "random",
+        description="'random': each training sample once per epoch (shuffled as shuffle says); "
+        "'balanced': samples drawn with replacement so that every class (or bin of regression "
+        "values) comes up equally often, as many per epoch as the training split holds.",
+    )
     drop_last: bool = Field(False, description="Drop the last incomplete training batch.")
 
 

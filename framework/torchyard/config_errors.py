@@ -36,9 +36,13 @@ def format_errors(
     broken = model.broken
     tags = {r.qualified_name for r in registry.records()}
     lines: list[str] = []
-    for err in error.errors(include_url=False):
-        loc = [str(p) for p in err["loc"] if not (isinstance(p, str) and p in tags)]
+    errors = error.errors(include_url=False)
+    paths = [_data_path([p for p in e["loc"] if not (isinstance(p, str) and p in tags)], data) for e in errors]
+    deeper = {".".join(loc[:i]) for loc in paths for i in range(1, len(loc))}
+    for err, loc in zip(errors, paths, strict=True):
         path = ".".join(_short(part) for part in loc) or "<config>"
+        if err["type"] == "literal_error" and ".".join(loc) in deeper:
+            continue  # a union's literal branch ('balanced'), when another branch got further
         kind = _kind_at(loc)
         if err["type"] in ("union_tag_invalid", "union_tag_not_found") and kind:
             lines.append(_component_name_problem(path, kind, _get(data, loc), registry, broken))
@@ -61,6 +65,26 @@ def _section_at(loc: Sequence[str]) -> tuple[str, Section] | None:
             if loc and section.name == loc[0]:
                 return kind.name, section
     return None
+
+
+def _data_path(loc: Sequence[Any], data: Any) -> list[str]:
+    """``loc`` without the names pydantic gives union branches
+    (``list[constrained-float]``, ``literal['balanced']``): only the keys and
+    indexes the config itself has, plus a last key it lacks (a missing one)."""
+    out: list[str] = []
+    node = data
+    for i, part in enumerate(loc):
+        last = i == len(loc) - 1
+        if isinstance(part, int) and isinstance(node, list) and 0 <= part < len(node):
+            out.append(str(part))
+            node = node[part]
+        elif isinstance(node, Mapping) and (part in node or last):
+            out.append(str(part))
+            node = node.get(part)
+        elif not isinstance(part, str) or "[" not in part and not part.startswith(("function-", "json-")):
+            out.append(str(part))  # not a branch name: keep it (its value is past what data holds)
+            node = None
+    return out
 
 
 def _kind_at(loc: Sequence[str]) -> str | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -107,13 +108,21 @@ class Run:
         dataset = getattr(self.data, split)
         if dataset is None:
             return None
+        weights = self.extras.get("sample_weights") if split == "train" else None
         return make_loader(
-            dataset, self.loader_config, self.device, train=split == "train", seed=self.trainer.seed
-        )
+            dataset, self.loader_config, self.device, train=split == "train", seed=self.trainer.seed,
+            weights=weights,
+        )  # fmt: skip
 
 
 def make_loader(
-    dataset: Dataset[Any], loader: LoaderConfig, device: torch.device, *, train: bool, seed: int | None = None
+    dataset: Dataset[Any],
+    loader: LoaderConfig,
+    device: torch.device,
+    *,
+    train: bool,
+    seed: int | None = None,
+    weights: np.ndarray | None = None,
 ) -> DataLoader[Any]:
     """The DataLoader of one split.
 
@@ -145,7 +154,9 @@ def make_loader(
         generator.manual_seed(torch.initial_seed())
         kwargs["generator"] = generator
         inner: Any
-        if world > 1:
+        if weights is not None:  # loader.sampler: balanced
+            inner = BalancedSampler(weights, rank=rank, world=world, seed=seed if seed is not None else 0)
+        elif world > 1:
             inner = DistributedSampler(
                 dataset,
                 num_replicas=world,
@@ -162,6 +173,33 @@ def make_loader(
     elif world > 1:
         kwargs["sampler"] = distributed.StridedShard(length(dataset), rank, world)
     return DataLoader(dataset, **kwargs)
+
+
+class BalancedSampler(torch.utils.data.Sampler[int]):
+    """Training indices drawn with replacement in proportion to ``weights``
+    (``loader.sampler: balanced``), as many per epoch as there are samples.
+
+    The draw is seeded by (seed, epoch), not by a running generator, so an
+    epoch resumed part-way draws the same order again, and under
+    torch.distributed every process draws the same sequence and takes its
+    own share (every ``world``-th index).
+    """
+
+    def __init__(self, weights: np.ndarray, *, rank: int = 0, world: int = 1, seed: int = 0) -> None:
+        self.weights = torch.as_tensor(np.asarray(weights, dtype=np.float64))
+        self.rank, self.world, self.seed, self.epoch = rank, world, seed, 0
+        self.per_process = -(-len(self.weights) // world)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[int]:
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        drawn = torch.multinomial(self.weights, self.per_process * self.world, replacement=True, generator=generator)
+        return iter(drawn[self.rank :: self.world].tolist())
+
+    def __len__(self) -> int:
+        return self.per_process
 
 
 def setup_device(config: RunConfig) -> torch.device:
@@ -242,6 +280,17 @@ def build_run(
             "samples, and drop_last drops that only batch: no step would train; lower batch_size"
         )
     context = {**data.context(), **task.context()}
+    counts = task.class_counts(data.train_targets) if train and data.train_targets is not None else None
+    if counts is not None:
+        context["class_counts"] = counts  # for weight: balanced (not written to config.yaml)
+    if train and cfg.loader.sampler == "balanced":
+        weights = task.sample_weights(data.train_targets) if data.train_targets is not None else None
+        if weights is None:
+            raise ConfigError(
+                f"loader.sampler: 'balanced' needs classes (or binned values) to balance; the "
+                f"{task.name} task of dataset '{cfg.data.record.name}' gives none"
+            )
+        extras["sample_weights"] = weights
 
     resolved: dict[str, dict[str, Any]] = {}
     model = build_component(
@@ -264,6 +313,8 @@ def build_run(
         # values filled in for the task's own parts (a head's classes) are not the section's
         injected = None if extra else resolved.setdefault(where, {})
         component = build_component(spec, context={**context, **extra}, injected=injected, where=where)
+        if injected is not None:
+            injected.pop("class_counts", None)  # the split's, not the config's
         return component.to(device) if hasattr(component, "to") else component
 
     loss_fn, metrics = task.wrap(cfg.loss, cfg.metrics, build)

@@ -135,6 +135,23 @@ class Task:
         task's targets cannot be stratified."""
         return np.unique(np.asarray(targets), return_inverse=True)[1]
 
+    def class_counts(self, targets: Sequence[Any]) -> list[int] | None:
+        """Training samples per class (``weight: balanced`` of the losses),
+        or None for a task without classes."""
+        values = np.asarray(targets)
+        if values.ndim != 1 or values.dtype.kind not in "iuf" or not len(values):
+            return None
+        return np.bincount(values.astype(np.int64), minlength=self.num_classes or 0).tolist()
+
+    def sample_weights(self, targets: Sequence[Any]) -> np.ndarray | None:
+        """One weight per training sample so that every stratum (class, or
+        bin of values) is drawn equally often (``loader.sampler: balanced``),
+        or None when the task has no strata."""
+        labels = self.stratify(targets)
+        if labels is None:
+            return None
+        return 1.0 / np.bincount(labels)[labels]
+
     def wrap(
         self, loss_spec: Any, metric_specs: Sequence[Any], build: Callable[..., Any]
     ) -> tuple[Any, dict[str, Metric]]:

@@ -15,6 +15,8 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
+from torchyard_builtins.losses.balance import Balanced, class_weights
+
 # (1 - p) is clamped to this before the power: d/dp (1 - p) ** gamma is
 # infinite at p == 1 for gamma < 1, and a confident softmax reaches 1 exactly.
 _TINY = 1e-12
@@ -33,9 +35,9 @@ class FocalLoss(nn.Module):
                   "down-weight well-classified examples more."),
         ] = 2.0,
         alpha: Annotated[
-            list[Annotated[float, Field(ge=0.0)]] | None,
-            Field(min_length=1, description="Per-class weights (one number >= 0 per class); "
-                  "unset: all 1."),
+            list[Annotated[float, Field(ge=0.0)]] | Balanced | None,
+            Field(description="Per-class weights (one number >= 0 per class), or 'balanced': "
+                  "n / (classes x count) from the training split's class counts; unset: all 1."),
         ] = None,
         reduction: Annotated[
             Literal["mean", "sum", "none"],
@@ -45,13 +47,21 @@ class FocalLoss(nn.Module):
         ignore_index: Annotated[
             int, Field(description="Target value that is ignored and does not count.")
         ] = -100,
+        class_counts: Annotated[
+            list[int] | None,
+            Field(description="Samples per class in the training split; filled in from the data "
+                  "(used by alpha: balanced)."),
+        ] = None,
     ) -> None:
         super().__init__()
         self.gamma = gamma
         self.reduction = reduction
         self.ignore_index = ignore_index
+        weights = class_weights(alpha, class_counts, loss="focal")
+        if weights is not None and not weights:
+            raise ValueError("alpha: give one weight per class")
         self.register_buffer(
-            "alpha", torch.tensor(alpha, dtype=torch.float32) if alpha is not None else None
+            "alpha", torch.tensor(weights, dtype=torch.float32) if weights is not None else None
         )
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

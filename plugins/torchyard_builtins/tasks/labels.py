@@ -189,6 +189,9 @@ class Multilabel(Task):
                     f"{self.num_classes} labels; leave num_classes unset to take it from the data")  # fmt: skip
         return None
 
+    def class_counts(self, targets: Sequence[Any]) -> list[int] | None:
+        return None  # no single class per sample
+
     def stratify(self, targets: Sequence[Any]) -> np.ndarray | None:
         return None  # label sets are not classes: a split is random (groups still apply)
 

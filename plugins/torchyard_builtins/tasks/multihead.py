@@ -189,6 +189,9 @@ class MultiHead(Task):
                     f"{self.width}; leave num_classes unset")  # fmt: skip
         return None
 
+    def class_counts(self, targets: Sequence[Any]) -> list[int] | None:
+        return None  # no single class per sample
+
     def stratify(self, targets: Sequence[Any]) -> np.ndarray | None:
         values = np.asarray(targets)
         rows = values.reshape(len(values), -1)

@@ -52,6 +52,9 @@ class Regression(Task):
                     "regression target(s); leave num_classes unset to take it from the data")  # fmt: skip
         return None
 
+    def class_counts(self, targets: Sequence[Any]) -> list[int] | None:
+        return None  # no single class per sample
+
     def stratify(self, targets: Sequence[Any]) -> np.ndarray | None:
         """Quantile bins of the (first) target: a split keeps low and high values on both sides."""
         values = np.asarray(targets, dtype=float).reshape(len(targets), -1)[:, 0]
@@ -109,6 +112,9 @@ class Ranking(Task):
 
     def check_outputs(self, width: int) -> str | None:
         return None
+
+    def class_counts(self, targets: Sequence[Any]) -> list[int] | None:
+        return None  # no single class per sample
 
     def stratify(self, targets: Sequence[Any]) -> np.ndarray | None:
         return None  # queries are split as units
