@@ -15,7 +15,9 @@ __all__ = ["RUN_FILES", "atomic_copy", "atomic_link", "atomic_path", "atomic_wri
 #: Files and folders a run directory holds for the run itself: a writer (or
 #: any plugin) may not write under these names. ``fold_<k>`` folders and
 #: names starting with ``.torchyard`` are the run's too.
-RUN_FILES = ("config.yaml", "metrics.csv", "summary.json", "oof.csv", "checkpoints", "report")
+RUN_FILES = (
+    "config.yaml", "metrics.csv", "summary.json", "oof.csv", "test_predictions.csv", "checkpoints", "report",
+)
 
 
 def check_output_name(name: str) -> str:

@@ -73,6 +73,8 @@ def finish_run(
     the report from the labelled ``validation`` outputs, ``summary.json``,
     then the ``on_run_end`` hook with the summary."""
     summary["submission"] = str(path) if (path := write_submission(run, test, reporter)) else None
+    summary["test_predictions"] = str(p) if (p := write_test_predictions(run, test)) else None
+    summary["class_names"] = list(run.data.class_names) if run.data.class_names else None
     summary["report"] = _report(run, validation, rows, reporter, report_title)
     # warnings printed before training (a leaking split) are easy to lose: again, and kept
     summary["warnings"] = list(run.extras.get("split_warnings", ()))
@@ -189,6 +191,28 @@ def predictions_of(run: Run, outputs: Outputs) -> Predictions:
         meta=dict(run.data.test_meta),
         rules=run.task,
     )
+
+
+def write_test_predictions(run: Run, outputs: Outputs | None) -> Path | None:
+    """``test_predictions.csv``: every test id with its class (or label)
+    probabilities, ``prob_<k>``, or its values, ``value_<k>``, so that runs
+    can be ensembled later (``torchyard ensemble``) without predicting again."""
+    if outputs is None or not distributed.is_main():
+        return None
+    import numpy as np
+    import pandas as pd
+
+    ids = list(run.data.test_ids) if run.data.test_ids is not None else list(range(len(outputs.outputs)))
+    if outputs.kind == "values":
+        values, prefix = outputs.outputs.reshape(len(ids), -1), "value"
+    else:
+        values, prefix = run.task.probabilities(outputs.outputs, outputs.kind), "prob"
+    frame = pd.DataFrame(np.asarray(values, dtype=np.float64), columns=[f"{prefix}_{k}" for k in range(values.shape[1])])
+    frame.insert(0, "id", ids)
+    path = run.out_dir / "test_predictions.csv"
+    with atomic_write(path) as f:
+        frame.to_csv(f, index=False, float_format="%.8g", lineterminator="\n")
+    return path
 
 
 def write_submission(run: Run, outputs: Outputs | None, reporter: Reporter) -> Path | None:

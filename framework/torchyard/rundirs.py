@@ -58,7 +58,7 @@ __all__ = [
 LOCK_NAME = ".torchyard.lock"
 #: Files and folders a run writes into its directory, besides ``fold_<k>/``
 #: folders and the writer's submission; ``--overwrite`` deletes these.
-OWNED_FILES = ("config.yaml", "metrics.csv", "summary.json", "oof.csv")
+OWNED_FILES = ("config.yaml", "metrics.csv", "summary.json", "oof.csv", "test_predictions.csv")
 OWNED_FOLDERS = ("checkpoints", "report")
 _FOLD = re.compile(r"fold_(\d+)")
 #: temporaries of torchyard.files.atomic_path left by a killed process

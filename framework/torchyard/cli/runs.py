@@ -26,6 +26,7 @@ def register(app: typer.Typer) -> None:
     app.command("run")(run)
     app.command("predict")(predict)
     app.command("lr")(preview_lr)
+    app.command("ensemble")(ensemble)
 
 
 def _load(config_path: Path, overrides: list[str] | None) -> RunConfig:
@@ -225,6 +226,32 @@ def preview_lr(
     if png is not None:
         _plot_lr(rows, png)
         typer.echo(f"plot: {png}")
+
+
+@user_errors
+def ensemble(
+    run_dirs: Annotated[list[Path], typer.Argument(help="Finished run directories (two or more).", show_default=False)],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Where the ensemble's submission goes (new or empty).")],
+    weights: Annotated[
+        str | None,
+        typer.Option("--weights", help="One weight per run, comma-separated (e.g. 2,1); default: equal."),
+    ] = None,
+) -> None:
+    """Average the test predictions several runs kept (different models, configs or
+    k-folds) and write the submission with the first run's writer."""
+    from torchyard.ensemble import ensemble_runs
+    from torchyard.errors import ConfigError
+
+    parsed = None
+    if weights is not None:
+        try:
+            parsed = [float(w) for w in weights.split(",")]
+        except ValueError:
+            raise ConfigError(f"--weights: expected numbers separated by commas, got {weights[:80]!r}") from None
+    path, record = ensemble_runs(run_dirs, out, weights=parsed, host=host())
+    shown = ", ".join(f"{w:.3g}" for w in record["weights"])
+    typer.echo(f"averaged {len(run_dirs)} runs ({record['task']}, weights {shown})")
+    typer.echo(f"submission: {path}" if path is not None else "no writer configured: test_predictions.csv only")
 
 
 def _plot_lr(rows: list[tuple[int, int, list[float]]], path: Path) -> None:
