@@ -215,6 +215,7 @@ def test_run_then_predict_end_to_end(cli: Any, tmp_path: Path) -> None:
         "report/per_class.csv",
         "submission.csv",
         "summary.json",
+        "test_predictions.csv",
     ]
     resolved = yaml.safe_load((out / "config.yaml").read_text())
     assert resolved["writer"]["prediction_column"] == "digit"
