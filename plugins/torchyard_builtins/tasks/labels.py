@@ -68,11 +68,11 @@ class Classification(Task):
         paths = super().report(directory, outputs, kind, targets, reporter, title)
         if self.parts:
             radix = [size for _, size in self.parts]
-            predicted = _digits(self.labels(outputs, kind), radix)
-            truth = _digits(np.asarray(targets, dtype=np.int64), radix)
+            predicted = fused_digits(self.labels(outputs, kind), radix)
+            truth = fused_digits(np.asarray(targets, dtype=np.int64), radix)
             names = [name.split("/") for name in self.class_names or []]
             for index, (part, size) in enumerate(self.parts):
-                values = {int(d[index]): names[i][index] for i, d in enumerate(_digits(np.arange(len(names)), radix))}
+                values = {int(d[index]): names[i][index] for i, d in enumerate(fused_digits(np.arange(len(names)), radix))}
                 paths.update(write_report(
                     directory, predicted[:, index], truth[:, index], [values[v] for v in range(size)],
                     None, title, n_classes=size, prefix=f"{part}_",
@@ -250,8 +250,9 @@ class Multilabel(Task):
         )  # fmt: skip
 
 
-def _digits(fused: np.ndarray, radix: Sequence[int]) -> np.ndarray:
-    """Fused class indices as one column per part (the first most significant)."""
+def fused_digits(fused: np.ndarray, radix: Sequence[int]) -> np.ndarray:
+    """Fused class indices as one column per part (mixed radix, the first
+    part most significant): what a multi-column label or a head splits into."""
     out = np.zeros((len(fused), len(radix)), dtype=np.int64)
     rest = np.asarray(fused, dtype=np.int64)
     for h in reversed(range(len(radix))):
@@ -293,11 +294,7 @@ def fused_radix(class_names: Sequence[str] | None, parts: int) -> list[int] | No
     radix = [len(v) for v in values]
     if int(np.prod(radix)) != len(class_names):
         return None
-    for index, name in enumerate(class_names):
-        digits, rest = [], index
-        for r in reversed(radix):
-            digits.append(rest % r)
-            rest //= r
-        if [values[h][d] for h, d in enumerate(reversed(digits))] != name.split("/"):
+    for name, digits in zip(class_names, fused_digits(np.arange(len(class_names)), radix), strict=True):
+        if [values[h][d] for h, d in enumerate(digits)] != name.split("/"):
             return None
     return radix

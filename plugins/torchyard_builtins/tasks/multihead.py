@@ -27,6 +27,7 @@ from torchyard.errors import ConfigError, DataError
 from torchyard.metric import Metric, MetricView
 from torchyard.params import ParamsModel
 from torchyard.tasks import OutputKind, Task
+from torchyard_builtins.tasks.labels import fused_digits
 
 if TYPE_CHECKING:
     import torch
@@ -158,20 +159,11 @@ class MultiHead(Task):
         """Each head's class names from fused names like 'wear/male/<30'."""
         if not names or not all(len(n.split("/")) == len(self.heads) for n in names):
             return
-        digits = self.split_fused(np.arange(len(names)))
+        digits = fused_digits(np.arange(len(names)), self.radix)
         for h, head in enumerate(self.heads):
             if self.head_names[head] is None:
                 found = {int(d[h]): names[i].split("/")[h] for i, d in enumerate(digits)}
                 self.head_names[head] = [found[v] for v in sorted(found)]
-
-    def split_fused(self, fused: np.ndarray) -> np.ndarray:
-        """Fused class indices as one column per head (mixed radix, first head most significant)."""
-        out = np.zeros((len(fused), len(self.heads)), dtype=np.int64)
-        rest = np.asarray(fused, dtype=np.int64)
-        for h in reversed(range(len(self.heads))):
-            out[:, h] = rest % self.radix[h]
-            rest = rest // self.radix[h]
-        return out
 
     def check_targets(self, targets: Sequence[Any]) -> str | None:
         values = np.asarray(targets, dtype=float)
