@@ -142,7 +142,7 @@ def test_scheduler_must_declare_its_interval(empty_host: PluginHost) -> None:
 def test_unknown_registration_option_is_refused(empty_host: PluginHost) -> None:
     info = empty_host.add_plugin(LossPlugin("l1", interval="epoch"), "p")
     assert info.status == "failed"
-    assert "unknown option 'interval' (a loss takes targets)" in (info.error or "")
+    assert "unknown option 'interval' (a loss takes targets, soft_targets)" in (info.error or "")
 
 
 def test_loss_target_kind_option(empty_host: PluginHost) -> None:

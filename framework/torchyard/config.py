@@ -252,10 +252,15 @@ class SchedulerSpec(ComponentSpec):
 
 
 class TransformsConfig(ParamsModel):
-    """Per-sample transforms, composed in order and given to the dataset."""
+    """Per-sample transforms, composed in order and given to the dataset, and
+    batch transforms (:mod:`torchyard.batch_transforms`)."""
 
     train: list[ComponentSpec] = Field(default_factory=list)
     eval: list[ComponentSpec] = Field(default_factory=list)
+    batch: list[ComponentSpec] = Field(default_factory=list)
+    batch_off_last_epochs: int = Field(
+        default=0, ge=0, le=100_000, description="Train the last this many epochs on unmixed batches."
+    )
 
 
 class RunConfig(ParamsModel):

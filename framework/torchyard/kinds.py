@@ -28,6 +28,7 @@ __all__ = [
     "TARGET_KINDS",
     "TASKS",
     "TASK_ALIASES",
+    "TRANSFORM_STAGES",
     "Kind",
     "Option",
     "Section",
@@ -45,6 +46,10 @@ Shape = Literal["single", "optional", "list", "splits", "views"]
 
 #: When each scheduler steps; declared at registration, never guessed from a name.
 SCHEDULER_INTERVALS = ("epoch", "step", "metric")
+
+#: What a transform applies to: one sample's input (the default), or a whole
+#: training batch with its soft targets (``transforms.batch``).
+TRANSFORM_STAGES = ("sample", "batch")
 
 #: The tasks torchyard knows, one vocabulary for datasets (what they yield),
 #: losses, metrics and writers (what they take: their ``targets`` option), and
@@ -237,14 +242,20 @@ TABLE: tuple[Kind, ...] = (
         ``targets`` option names the task (or tuple of tasks) whose targets it
         takes: ``"classification"`` (class indices, the default),
         ``"binary"``, ``"multilabel"``, ``"regression"`` or ``"ranking"``
-        (see :data:`torchyard.kinds.TASKS`).
+        (see :data:`torchyard.kinds.TASKS`). ``soft_targets=True`` declares
+        that it also takes soft targets, a float tensor shaped like the
+        outputs (class probabilities, mixed labels): what batch transforms
+        such as MixUp make (``transforms.batch``).
 
         :param register: call ``register(name, factory, targets=..., ...)`` once per loss.
         """,
         sections=_single("loss", "The loss."),
         title="Losses",
         summary="a callable `loss(outputs, targets)` that returns a scalar tensor, usually an `nn.Module`",
-        options=(_targets_option(),),
+        options=(
+            _targets_option(),
+            Option("soft_targets", False, lambda v: isinstance(v, bool), "True or False"),
+        ),
         conformance="torchyard.testing:_check_loss",
     ),
     Kind(
@@ -358,16 +369,30 @@ TABLE: tuple[Kind, ...] = (
         and hands the results to the dataset factory as its ``train_transform``
         and ``eval_transform`` parameters, when it has them.
 
-        :param register: call ``register(name, factory, ...)`` once per transform.
+        With the option ``stage="batch"`` the factory returns a batch
+        transform instead (MixUp, CutMix), listed under ``transforms.batch``
+        and applied to whole training batches on the device: a callable
+        ``(inputs, targets, generator) -> (inputs, targets)`` whose
+        ``targets`` are the batch's soft targets, a float tensor (n, k) that
+        mixes linearly, and whose randomness comes from ``generator`` only
+        (see :mod:`torchyard.batch_transforms`).
+
+        :param register: call ``register(name, factory, stage=..., ...)`` once per transform.
         """,
         sections=(
             Section(
                 "transforms",
                 "splits",
-                "Per-sample transforms, composed in order and given to the dataset.",
+                "Per-sample transforms, composed in order and given to the dataset, and "
+                "batch transforms applied to whole training batches.",
                 splits=(
                     ("train", "Applied to training samples."),
                     ("eval", "Applied to validation and test samples."),
+                    (
+                        "batch",
+                        "Batch transforms (stage 'batch': mixup, cutmix) for training batches, on "
+                        "the device before the forward; one of them, chosen at random, per batch.",
+                    ),
                 ),
             ),
             Section(
@@ -378,7 +403,9 @@ TABLE: tuple[Kind, ...] = (
             ),
         ),
         title="Transforms",
-        summary="a callable applied to one sample's input (a torchvision transform, say)",
+        summary="a callable applied to one sample's input (a torchvision transform, say), or "
+        "with stage 'batch' to a training batch and its soft targets (MixUp, CutMix)",
+        options=(Option("stage", False, lambda v: v in TRANSFORM_STAGES, _one_of(TRANSFORM_STAGES)),),
         conformance="torchyard.testing:_check_transform",
     ),
     Kind(

@@ -296,6 +296,8 @@ class Trainer:
         """Forward and backward of one batch; returns its loss and size."""
         run = self.run
         inputs, targets = self._to_device(batch)
+        if run.batch_transforms is not None:  # MixUp, CutMix: soft targets from here on
+            inputs, targets = run.batch_transforms(inputs, targets, epoch, index)
         accumulate = run.trainer.accumulate_grad_batches
         # the micro-batches inside an accumulation window skip DDP's gradient
         # all-reduce (no_sync)

@@ -21,6 +21,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from torchyard import kinds
+from torchyard.batch_transforms import BatchTransforms, build_batch_transforms
 from torchyard.config import (
     LoaderConfig,
     RunConfig,
@@ -91,6 +92,8 @@ class Run:
     task: Task = field(default_factory=Task)
     #: Test-time augmentation views (callables on input batches), if any.
     tta: list[Any] = field(default_factory=list)
+    #: The batch transforms (``transforms.batch``) the loop mixes training batches with, if any.
+    batch_transforms: BatchTransforms | None = None
     #: Values filled in from the data or the run, by config section
     #: (``{"model": {"num_classes": 10}}``), for the resolved config.yaml.
     resolved: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -327,8 +330,10 @@ def build_run(
         scheduler = build_schedule(
             cfg.scheduler, optimizer, training_length, mode, injected=resolved.setdefault("scheduler", {})
         )
+    batch_transforms = None
     if train:
         _probe(cfg, data, task, model, loss_fn, metrics, device, precision)
+        batch_transforms = build_batch_transforms(cfg, task, data, model, loss_fn, device)
     check_ids = getattr(writer, "check_ids", None)
     if callable(check_ids) and data.test_ids is not None:
         # refuse a submission that cannot match its template before training
@@ -352,6 +357,7 @@ def build_run(
         extras=extras,
         tta=[Compose([build_component(spec) for spec in view]) for view in cfg.tta],
         task=task,
+        batch_transforms=batch_transforms,
     )
 
 

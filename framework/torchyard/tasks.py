@@ -166,6 +166,30 @@ class Task:
         }
         return loss, metrics
 
+    def losses(self, loss_spec: Any, registry: Any) -> list[tuple[str, Any]]:
+        """The loss components that will score this task's targets, each with
+        the config path that names it: here the config's loss.
+
+        :raises TorchyardError: a loss named by the task's own settings is unknown.
+        """
+        return [("loss", loss_spec.record)]
+
+    # -- batch transforms (MixUp, CutMix: torchyard.batch_transforms) -------------
+
+    def mix_problem(self) -> str | None:
+        """Why batch transforms cannot mix this task's targets, or None."""
+        return None
+
+    def soft_targets(self, targets: torch.Tensor) -> torch.Tensor:
+        """A training batch's targets as soft targets: a float tensor (n, k)
+        that mixes linearly and that the losses declaring ``soft_targets``
+        take -- here one-hot class probabilities (n, C)."""
+        import torch
+
+        if self.num_classes is None:
+            raise ValueError(f"the {self.name} task does not know its number of classes")
+        return torch.nn.functional.one_hot(targets.long(), self.num_classes).float()
+
     # -- outputs -----------------------------------------------------------------
 
     def to_probabilities(self, outputs: torch.Tensor, kind: OutputKind) -> torch.Tensor:
@@ -327,4 +351,6 @@ def settle_task(config: Any, registry: Any) -> list[str]:
                 f"{where}: '{record.name}' takes {' or '.join(record.tasks)} targets, "
                 f"but the task is {task.name}{hint}"
             )
-    return problems
+    from torchyard.batch_transforms import check_batch_transforms
+
+    return problems + check_batch_transforms(config, task, registry)

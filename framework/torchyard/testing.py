@@ -325,6 +325,12 @@ def _check_transform(record: ComponentRecord, params: dict[str, Any]) -> None:
 
     transform = _build(record, params)
     assert callable(transform), f"returned {type(transform).__name__}, which is not callable"
+    if record.options.get("stage") == "batch":  # (inputs, soft targets, generator) -> (inputs, targets)
+        inputs, soft = torch.rand(4, 3, 16, 16), torch.eye(3)[torch.tensor([0, 1, 2, 0])]
+        mixed = transform(inputs, soft, torch.Generator().manual_seed(0))
+        assert isinstance(mixed, tuple) and len(mixed) == 2, "a batch transform returns (inputs, targets)"
+        assert mixed[0].shape == inputs.shape and mixed[1].shape == soft.shape, "shapes changed"
+        return
     image = torch.randint(0, 256, (3, 16, 16), dtype=torch.uint8)
     try:
         out = transform(image)

@@ -2,7 +2,9 @@
 
 Registered by import path, so listing them imports neither torch nor
 pydantic. ``targets`` tells generic tests and the conformance kit what to
-feed each loss (see :data:`torchyard.registry.TARGET_KINDS`).
+feed each loss (see :data:`torchyard.registry.TARGET_KINDS`); ``soft_targets``
+marks those that also take soft targets, which batch transforms (MixUp,
+CutMix) make.
 """
 
 from __future__ import annotations
@@ -20,16 +22,19 @@ def register_losses(register: Any) -> None:
         "cross_entropy",
         f"{_HERE}.classification:cross_entropy",
         description="Cross-entropy on logits, with class weights, ignore_index and label smoothing.",
+        soft_targets=True,
     )
     register(
         "focal",
         f"{_HERE}.focal:FocalLoss",
         description="Focal loss: cross-entropy that down-weights well-classified examples.",
+        soft_targets=True,
     )
     register(
         "label_smoothing",
         f"{_HERE}.label_smoothing:LabelSmoothingCrossEntropy",
         description="Cross-entropy against targets smoothed by epsilon.",
+        soft_targets=True,
     )
     register(
         "f1",
@@ -41,6 +46,7 @@ def register_losses(register: Any) -> None:
         f"{_HERE}.bce:BCEWithLogits",
         description="Binary cross-entropy on logits: multi-label (n, C), or binary (n,)/(n, 1).",
         targets=("binary", "multilabel"),
+        soft_targets=True,
     )
     for name, cls, what in (
         ("mse", "MSELoss", "Mean squared error"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import torch
+import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
@@ -30,10 +31,32 @@ def cross_entropy(
               "(used by weight: balanced)."),
     ] = None,
 ) -> nn.Module:
-    """Cross-entropy on logits (``torch.nn.CrossEntropyLoss``)."""
+    """Cross-entropy on logits (``torch.nn.CrossEntropyLoss``), on class
+    indices or soft targets."""
     weights = class_weights(weight, class_counts, loss="cross_entropy")
-    return nn.CrossEntropyLoss(
+    return CrossEntropyLoss(
         weight=torch.tensor(weights, dtype=torch.float32) if weights is not None else None,
         ignore_index=ignore_index,
         label_smoothing=label_smoothing,
     )
+
+
+class CrossEntropyLoss(nn.CrossEntropyLoss):
+    """``torch.nn.CrossEntropyLoss`` whose soft targets (float (n, C) class
+    probabilities, as MixUp makes) weigh like class indices: with class
+    weights, the mean divides by the targets' total weight ``sum_i sum_c
+    w_c y_ic`` (torch divides by n), so one-hot targets give exactly the loss
+    of their class indices, smoothing and weights included."""
+
+    def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if self.weight is None or not (target.is_floating_point() and target.shape == input.shape):
+            return super().forward(input, target)  # torch's soft targets are right unweighted
+        log_p = F.log_softmax(input.float(), dim=-1)
+        target = target.float()
+        smoothed = target * (1.0 - self.label_smoothing) + self.label_smoothing / input.shape[-1]
+        loss = -(smoothed * self.weight * log_p).sum(dim=-1)
+        if self.reduction == "none":
+            return loss
+        if self.reduction == "sum":
+            return loss.sum()
+        return loss.sum() / (target * self.weight).sum()

@@ -23,7 +23,8 @@ _TINY = 1e-12
 
 
 class FocalLoss(nn.Module):
-    """Focal loss on (n, C) logits and (n,) class-index targets."""
+    """Focal loss on (n, C) logits and (n,) class-index targets, or (n, C)
+    soft targets (class probabilities)."""
 
     alpha: torch.Tensor | None
 
@@ -71,6 +72,8 @@ class FocalLoss(nn.Module):
                 f"focal loss: alpha has {self.alpha.numel()} values but the model gives "
                 f"{logits.shape[-1]} classes"
             )
+        if targets.is_floating_point() and targets.shape == logits.shape:
+            return self._soft(logits, targets.float())
         keep = targets != self.ignore_index
         safe = torch.where(keep, targets, torch.zeros_like(targets)).long()
         log_p = F.log_softmax(logits, dim=-1).gather(-1, safe.unsqueeze(-1)).squeeze(-1)
@@ -84,3 +87,18 @@ class FocalLoss(nn.Module):
         if self.reduction == "sum":
             return loss.sum()
         return loss.sum() / keep.sum().clamp_min(1)
+
+    def _soft(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Soft targets (n, C) class probabilities, as MixUp makes: the focal
+        term of every class weighted by its probability,
+        ``-sum_c alpha_c y_c (1 - p_c) ** gamma log p_c`` (one-hot targets:
+        the class-index loss)."""
+        log_p = F.log_softmax(logits, dim=-1)
+        one_minus_p = (-torch.expm1(log_p)).clamp_min(_TINY)
+        loss = -(targets * one_minus_p.pow(self.gamma) * log_p)
+        if self.alpha is not None:
+            loss = loss * self.alpha
+        loss = loss.sum(dim=-1)
+        if self.reduction == "none":
+            return loss
+        return loss.sum() if self.reduction == "sum" else loss.mean()

@@ -17,7 +17,8 @@ from torch import nn
 
 
 class LabelSmoothingCrossEntropy(nn.Module):
-    """Label-smoothed cross-entropy on (n, C) logits and (n,) class indices."""
+    """Label-smoothed cross-entropy on (n, C) logits and (n,) class indices,
+    or (n, C) soft targets (class probabilities), smoothed alike."""
 
     def __init__(
         self,
@@ -32,6 +33,9 @@ class LabelSmoothingCrossEntropy(nn.Module):
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         log_p = F.log_softmax(logits.float(), dim=-1)
-        nll = -log_p.gather(-1, targets.long().unsqueeze(-1)).squeeze(-1)
+        if targets.is_floating_point() and targets.shape == logits.shape:
+            nll = -(targets.float() * log_p).sum(dim=-1)  # soft targets: class probabilities
+        else:
+            nll = -log_p.gather(-1, targets.long().unsqueeze(-1)).squeeze(-1)
         uniform = -log_p.mean(dim=-1)
         return ((1.0 - self.epsilon) * nll + self.epsilon * uniform).mean()

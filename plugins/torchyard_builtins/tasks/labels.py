@@ -127,6 +127,9 @@ class Binary(Task):
                     f"model gives {width}; leave num_classes unset")  # fmt: skip
         return None
 
+    def soft_targets(self, targets: torch.Tensor) -> torch.Tensor:
+        return targets.float().reshape(-1, 1)  # the positive class's probability
+
     def positive(self, outputs: np.ndarray, kind: OutputKind) -> np.ndarray:
         """The probability of the positive class, one per sample."""
         return self.probabilities(outputs, kind)[:, 1]
@@ -194,6 +197,9 @@ class Multilabel(Task):
 
     def stratify(self, targets: Sequence[Any]) -> np.ndarray | None:
         return None  # label sets are not classes: a split is random (groups still apply)
+
+    def soft_targets(self, targets: torch.Tensor) -> torch.Tensor:
+        return targets.float()  # each label's probability
 
     def to_probabilities(self, outputs: torch.Tensor, kind: OutputKind) -> torch.Tensor:
         import torch

@@ -201,6 +201,38 @@ class MultiHead(Task):
             rest = torch.div(rest, r, rounding_mode="floor")
         return torch.stack(columns[::-1], dim=1)
 
+    def mix_problem(self) -> str | None:
+        regression = [name for name, head in self.heads.items() if head.task == "regression"]
+        if regression:
+            return f"head {regression[0]!r} is a regression head, whose values batch transforms do not mix"
+        return None
+
+    def soft_targets(self, targets: torch.Tensor) -> torch.Tensor:
+        """Each head's soft targets side by side, in output order: a class
+        head's one-hot probabilities, a binary head's positive probability."""
+        import torch
+
+        columns = self.head_targets(targets)
+        blocks = []
+        for i, head in enumerate(self.heads.values()):
+            column = columns[:, i]
+            if head.task == "classification":
+                blocks.append(torch.nn.functional.one_hot(column.long(), head.width).float())
+            else:
+                blocks.append(column.float().unsqueeze(1))
+        return torch.cat(blocks, dim=1)
+
+    def losses(self, loss_spec: Any, registry: Any) -> list[tuple[str, Any]]:
+        found = []
+        for name, head in self.heads.items():
+            if head.loss is not None:
+                found.append((f"task.heads.{name}.loss", registry.get("loss", str(head.loss.get("name")))))
+            elif head.task in loss_spec.record.tasks:
+                found.append(("loss", loss_spec.record))
+            else:
+                found.append((f"task.heads.{name}", registry.get("loss", _DEFAULT_LOSS[head.task])))
+        return found
+
     def wrap(
         self,
         loss_spec: Any,
@@ -344,12 +376,18 @@ class _HeadsLoss:
         return self
 
     def __call__(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        columns = self.task.head_targets(targets)
+        # soft targets (MultiHead.soft_targets, mixed by a batch transform) are
+        # one float block per head, as wide as its outputs; when every head is
+        # one output wide, they read the same as one column per head
+        soft = targets.ndim == 2 and targets.is_floating_point() and targets.shape[1] == self.task.width
+        columns = None if soft else self.task.head_targets(targets)
         total = outputs.new_zeros(())
         for i, (name, head) in enumerate(self.task.heads.items()):
-            target = columns[:, i]
-            target = target.long() if head.task == "classification" else target.float()
             block = outputs[:, self.task.slices[name]]
+            if columns is None:
+                target = targets[:, self.task.slices[name]]
+            else:
+                target = columns[:, i].long() if head.task == "classification" else columns[:, i].float()
             total = total + self.weights[name] * self.losses[name](block, target)
         return total
 

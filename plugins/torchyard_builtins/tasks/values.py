@@ -45,6 +45,9 @@ class Regression(Task):
             return f"{int((~np.isfinite(values)).sum())} regression target(s) are NaN or infinite"
         return None
 
+    def mix_problem(self) -> str | None:
+        return "the regression task's targets are values, which batch transforms do not mix"
+
     def check_outputs(self, width: int) -> str | None:
         wanted = self.num_classes or 1
         if width != wanted:
@@ -109,6 +112,9 @@ class Ranking(Task):
 
     def check_targets(self, targets: Sequence[Any]) -> str | None:
         return None  # relevance grades are checked by the dataset
+
+    def mix_problem(self) -> str | None:
+        return "the ranking task's targets are relevance grades per query, which batch transforms do not mix"
 
     def check_outputs(self, width: int) -> str | None:
         return None

@@ -8,7 +8,9 @@ transforms take parameters no config can hold as they are (a dtype, an
 enum, "a number or a sequence"); they go through the small wrappers in
 :mod:`torchyard_builtins.transforms.wrappers`.
 
-Configs list transforms per split; they apply to one sample's input::
+Configs list transforms per split; they apply to one sample's input
+(``mixup`` and ``cutmix``, in :mod:`torchyard_builtins.transforms.batch`,
+apply to whole training batches: ``transforms.batch``)::
 
     transforms:
       train:
@@ -151,8 +153,8 @@ EXCLUDED: dict[str, str] = {
     "Lambda": "takes a function",
     "LinearTransformation": "takes tensors",
     "Identity": "a no-op",
-    "MixUp": "batch-level: mixes samples and labels",
-    "CutMix": "batch-level: mixes samples and labels",
+    "MixUp": "registered as the batch transform mixup (transforms.batch), seeded per step",
+    "CutMix": "registered as the batch transform cutmix (transforms.batch), seeded per step",
     "FiveCrop": "returns several crops, not one sample",
     "TenCrop": "returns several crops, not one sample",
     "ToTensor": "deprecated by torchvision: use to_image and to_dtype",
@@ -269,3 +271,16 @@ def register_transforms(register: Any) -> None:
             params=refinements,
             description=description,
         )
+    # batch transforms: whole training batches with their soft targets
+    register(
+        "mixup",
+        "torchyard_builtins.transforms.batch:MixUp",
+        stage="batch",
+        description="MixUp (batch): blend the batch and its targets with a permutation of itself.",
+    )
+    register(
+        "cutmix",
+        "torchyard_builtins.transforms.batch:CutMix",
+        stage="batch",
+        description="CutMix (batch): paste a box from a permutation of the batch; targets mix by area.",
+    )
