@@ -94,7 +94,8 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a torchyard checkpoint safely.
+    """Read a torchyard checkpoint safely (or the weights file of an
+    export, ``.safetensors``: see :func:`torchyard.export.read_weights`).
 
     :raises ConfigError: missing file, not a torchyard checkpoint, or a file
         whose unpickling would need more than tensors and plain containers
@@ -103,6 +104,10 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"checkpoint {path}: file not found")
+    if path.suffix == ".safetensors":  # `torchyard export --format weights` wrote it
+        from torchyard.export import read_weights
+
+        return read_weights(path, map_location)
     with open(path, "rb") as f:
         magic = f.read(4)
     if not (magic.startswith(b"PK\x03\x04") or magic[:1] == b"\x80"):

@@ -108,7 +108,13 @@ def tune(run: Run, validation: Outputs | None) -> dict[str, Any]:
 
 def task_state_of(checkpoint: Path) -> dict[str, Any]:
     """The ``task_state`` of the run a checkpoint belongs to (its
-    ``summary.json``, or a k-fold run's), if any."""
+    ``summary.json``, or a k-fold run's), if any; an exported weights file
+    carries its own."""
+    if checkpoint.suffix == ".safetensors":
+        from torchyard.export import weights_metadata
+
+        state = weights_metadata(checkpoint).get("task_state")
+        return state if isinstance(state, dict) else {}
     for directory in (checkpoint.parent.parent, checkpoint.parent.parent.parent):
         summary = directory / "summary.json"
         if summary.is_file():
@@ -140,13 +146,17 @@ def _report(
 def resolve_checkpoints(path: Path) -> list[Path]:
     """A checkpoint file, or a run directory: the best checkpoint of the run
     its ``config.yaml`` describes, or for a k-fold run each of its folds'
-    (their predictions are averaged); see :func:`torchyard.rundirs.run_checkpoints`."""
+    (their predictions are averaged); see :func:`torchyard.rundirs.run_checkpoints`;
+    or a ``torchyard export --format weights`` directory: its weights files."""
     from torchyard.errors import ConfigError
+    from torchyard.export import MANIFEST, export_checkpoints
     from torchyard.rundirs import run_checkpoints
 
     if path.is_file():
         return [path]
     if path.is_dir():
+        if (path / MANIFEST).is_file():
+            return export_checkpoints(path)
         return run_checkpoints(path)
     raise ConfigError(f"checkpoint {path}: file not found")
 

@@ -27,6 +27,7 @@ def register(app: typer.Typer) -> None:
     app.command("predict")(predict)
     app.command("lr")(preview_lr)
     app.command("ensemble")(ensemble)
+    app.command("export")(export)
 
 
 def _load(config_path: Path, overrides: list[str] | None) -> RunConfig:
@@ -252,6 +253,53 @@ def ensemble(
     shown = ", ".join(f"{w:.3g}" for w in record["weights"])
     typer.echo(f"averaged {len(run_dirs)} runs ({record['task']}, weights {shown})")
     typer.echo(f"submission: {path}" if path is not None else "no writer configured: test_predictions.csv only")
+
+
+@user_errors
+def export(
+    run_dir: Annotated[Path, typer.Argument(help="A finished run directory.", show_default=False)],
+    format: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            "-f",
+            help="weights (safetensors and the config: torchyard.load, torchyard predict -c), "
+            "onnx (needs torchyard[export]) or torch-export (a torch.export .pt2 program).",
+        ),
+    ] = "weights",
+    checkpoint: Annotated[
+        str,
+        typer.Option("--checkpoint", "-c", help="best (every fold's for a k-fold run), last, or a checkpoint file."),
+    ] = "best",
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Where the export goes (new or empty; default RUN_DIR/export/FORMAT).", show_default=False),
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Write into a non-empty --out: replace the export there.")
+    ] = False,
+    tolerance: Annotated[
+        float,
+        typer.Option("--tolerance", help="Largest allowed difference from the eager model's outputs, relative to their magnitude."),
+    ] = 1e-4,
+) -> None:
+    """Write what inference needs and nothing else (no optimizer state), checked
+    against the eager model's outputs on a sample batch."""
+    from torchyard.export import export_run, human_size
+
+    result = export_run(
+        run_dir, format, checkpoint=checkpoint, out=out, force=force, tolerance=tolerance, host=host()
+    )
+    models = len(result.checkpoints)
+    what = f"{models} fold models" if models > 1 else "1 model"
+    typer.echo(f"exported {result.format} ({what}, {checkpoint} checkpoint) to {result.out_dir}")
+    width = max(len(path.name) for path in result.files)
+    for path in result.files:
+        typer.echo(f"  {path.name:<{width}}  {human_size(path.stat().st_size):>9}")
+    typer.echo(
+        f"checked on {result.sample}: max abs difference from the eager model "
+        f"{result.max_abs_diff:.3g} (tolerance {result.tolerance:.3g})"
+    )
 
 
 def _plot_lr(rows: list[tuple[int, int, list[float]]], path: Path) -> None:
