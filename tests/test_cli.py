@@ -216,6 +216,7 @@ def test_run_then_predict_end_to_end(cli: Any, tmp_path: Path) -> None:
         "submission.csv",
         "summary.json",
         "test_predictions.csv",
+        "val_predictions.csv",
     ]
     resolved = yaml.safe_load((out / "config.yaml").read_text())
     assert resolved["writer"]["prediction_column"] == "digit"

@@ -154,7 +154,8 @@ def test_torchrun_trains_and_process_0_writes_one_submission(tmp_path: Path) -> 
     ids = [r["id"] for r in submission]
     assert len(ids) == len(set(ids)) == 360  # every test sample once: 20% of 1797
     assert sorted(p.name for p in run.iterdir()) == sorted(
-        ["checkpoints", "config.yaml", "metrics.csv", "report", "submission.csv", "summary.json", "test_predictions.csv"]
+        ["checkpoints", "config.yaml", "metrics.csv", "report", "submission.csv", "summary.json", "test_predictions.csv",
+         "val_predictions.csv"]
     )
 
     # the same checkpoint predicted by two processes and by one: the same submission
@@ -210,7 +211,7 @@ def test_kfold_under_torchrun_writes_every_out_of_fold_prediction_once(tmp_path:
     assert done.stdout.count("out-of-fold val/accuracy:") == 1
     run = tmp_path / "kfold"
     oof = read_csv(run / "oof.csv")
-    assert sorted(int(r["index"]) for r in oof) == list(range(1437))  # 80% of 1797, each once
+    assert len({r["id"] for r in oof}) == len(oof) == 1437  # 80% of 1797, each once
     assert all(int(r["target"]) >= 0 for r in oof)  # every labelled sample was predicted by its fold
     assert len(read_csv(run / "submission.csv")) == 360
     assert all((run / f"fold_{k}" / "checkpoints" / "best.pt").is_file() for k in range(3))

@@ -17,7 +17,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from torchyard.blame import reraise_blamed
 from torchyard.errors import ConfigError
@@ -249,11 +249,16 @@ def predict(
     overwrite: bool = False,
     reporter: Reporter | None = None,
     host: PluginHost | None = None,
+    checkpoints: Literal["best", "top_k"] | None = None,
 ) -> Path | None:
     """Predict the config's test split with a checkpoint, or a run directory
     (its best checkpoint, or every fold's, averaged), and write the
     submission into ``out`` (default: a new ``runs/<name>/<timestamp>-predict``),
-    as ``torchyard predict`` does. Returns the submission's path."""
+    as ``torchyard predict`` does. Returns the submission's path.
+
+    :param checkpoints: of a run directory, ``"best"`` or ``"top_k"`` (the
+        ones ``trainer.save_top_k`` kept, averaged); None: as the run made
+        its submission (``trainer.predict_with``)."""
     from torchyard import distributed
     from torchyard.checkpoint import load_checkpoint
     from torchyard.console import Reporter
@@ -262,8 +267,8 @@ def predict(
     from torchyard.rundirs import claim_shared
 
     validated, name = load_run_config(config, overrides, base_dir=base_dir, host=host)
-    checkpoints = resolve_checkpoints(Path(checkpoint))
-    for checkpoint_path in checkpoints:
+    chosen = resolve_checkpoints(Path(checkpoint), checkpoints)
+    for checkpoint_path in chosen:
         load_checkpoint(checkpoint_path)  # refuse a bad checkpoint before building anything
     trainer = validated.trainer
     device = setup_device(validated)
@@ -282,7 +287,7 @@ def predict(
             )
             out_dir = run.out_dir = held.path
             try:
-                path = predict_and_submit(run, checkpoints, reporter)
+                path = predict_and_submit(run, chosen, reporter)
             except BaseException:
                 held.release()
                 if distributed.is_main() and not existed and not any(out_dir.iterdir()):

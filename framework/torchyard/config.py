@@ -152,6 +152,10 @@ class TrainerConfig(ParamsModel):
         description="A NaN or inf loss or gradient: 'stop' training there (the last good checkpoint "
         "is kept), or 'skip' that batch's update and count it (train/skipped_batches).",
     )
+    save_top_k: int = Field(1, ge=1, le=1000, description="Keep the best this many checkpoints "
+                            "(checkpoints/top/epoch=<n>.pt, besides best.pt); 1: best.pt only.")
+    predict_with: Literal["best", "top_k"] = Field("best", description="What makes the submission: the "
+                                                   "'best' checkpoint, or the save_top_k best ones averaged.")
 
     @field_validator("precision", mode="before")
     @classmethod

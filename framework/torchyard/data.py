@@ -61,6 +61,11 @@ class DataBundle:
     test: Dataset[Any] | None = None
     #: One id per test sample, in order: the submission's id column.
     test_ids: Sequence[Any] | None = None
+    #: One id per training sample (an image's path, a table's id column),
+    #: for ``oof.csv`` and ``val_predictions.csv``; unset: row numbers.
+    train_ids: Sequence[Any] | None = field(default=None, repr=False)
+    #: One id per sample of the dataset's own ``val`` split; unset: row numbers.
+    val_ids: Sequence[Any] | None = field(default=None, repr=False)
     #: What the targets are (see :data:`torchyard.kinds.TASKS`):
     #: ``classification`` (class indices), ``binary`` (0/1), ``multilabel``
     #: (multi-hot rows), ``regression`` (floats) or ``ranking`` (relevance

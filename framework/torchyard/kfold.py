@@ -19,12 +19,12 @@ import numpy as np
 
 from torchyard import distributed
 from torchyard.console import Reporter
-from torchyard.files import atomic_write
 from torchyard.inference import Outputs, Scorer, ensemble
 from torchyard.loop import Trainer
 from torchyard.pipeline import finish_run, tune
+from torchyard.predfiles import write_predictions
 from torchyard.run import Run, create_run_dir
-from torchyard.tasks import Task
+from torchyard.topk import predict_averaged, recorded, submission_checkpoints
 
 __all__ = ["fit_folds", "is_kfold"]
 
@@ -43,45 +43,60 @@ def fit_folds(first: Run, build_fold: Callable[[int], Run], out_dir: Path, repor
     n_labelled = int(first.extras["n_labelled"])
     oof: np.ndarray | None = None
     oof_targets: np.ndarray | None = None
+    ids: list[Any] = list(range(n_labelled))
+    groups: list[Any] | None = None
     tests: list[Outputs] = []
     per_fold: list[dict[str, Any]] = []
-    rows: list[dict[str, Any]] = []
+    rows: list[dict[str, Any]] = []  # every fold's metrics rows, for the curves
     for k in range(folds):
         run = first if k == 0 else build_fold(k)
         if distributed.is_main():
             create_run_dir(run.out_dir)
         distributed.barrier()
-        reporter.info(f"fold {k + 1}/{folds}: {run.extras['n_train']} training, "
+        # 0-based, as split.fold and the fold_<k> folders are
+        reporter.info(f"fold {k} (of 0..{folds - 1}): {run.extras['n_train']} training, "
                       f"{len(run.extras['val_indices'])} validation samples")
         trainer = Trainer(run, reporter)
         result = trainer.fit()
-        rows = result.rows
-        trainer.load_best(result)
-        val_loader = run.loader("val")
+        rows += [{"fold": k, **row} for row in result.rows]
+        val_loader, test_loader = run.loader("val"), run.loader("test")
         assert val_loader is not None  # a fold always has a validation part
-        fold_oof = trainer.predict(val_loader, targets=True)
-        assert fold_oof.targets is not None
+        if top := submission_checkpoints(run, result):  # trainer.predict_with: top_k
+            fold_oof, fold_test = predict_averaged(
+                trainer, [Path(e["checkpoint"]) for e in top], [(val_loader, True), (test_loader, False)]
+            )
+        else:
+            trainer.load_best(result)
+            fold_oof = trainer.predict(val_loader, targets=True)
+            fold_test = trainer.predict(test_loader, views=run.tta) if test_loader is not None else None
+        assert fold_oof is not None and fold_oof.targets is not None
         index = np.asarray(run.extras["val_indices"])
         if oof is None or oof_targets is None:
             oof = np.zeros((n_labelled, fold_oof.outputs.shape[1]), dtype=np.float32)
             oof_targets = np.zeros((n_labelled, *fold_oof.targets.shape[1:]), dtype=fold_oof.targets.dtype)
         oof[index] = fold_oof.outputs
         oof_targets[index] = fold_oof.targets
-        test_loader = run.loader("test")
-        if test_loader is not None:
-            tests.append(trainer.predict(test_loader, views=run.tta))
+        for i, sample_id in zip(index.tolist(), run.data.val_ids if run.data.val_ids is not None else index.tolist(), strict=True):
+            ids[i] = sample_id
+        if run.extras.get("val_groups") is not None:
+            groups = groups if groups is not None else [""] * n_labelled
+            for i, group in zip(index.tolist(), run.extras["val_groups"], strict=True):
+                groups[i] = group
+        if fold_test is not None:
+            tests.append(fold_test)
         per_fold.append({
             "fold": k,
             "best_value": result.best_value,
             "best_epoch": result.best_epoch,
             "best_checkpoint": str(result.best_path) if result.best_path else None,
+            **({"top_k": kept} if (kept := recorded(run, result.rows)) is not None else {}),
         })
     assert oof is not None and oof_targets is not None
     out_of_fold = Outputs(oof, first.task.output_kind, oof_targets)
     scores = _score(first, out_of_fold)
     tuned = tune(first, out_of_fold)  # thresholds from every out-of-fold prediction
     if distributed.is_main():
-        _write_oof(out_dir / "oof.csv", out_of_fold, first.task)
+        write_predictions(out_dir / "oof.csv", ids, out_of_fold, first.task, groups=groups)
     values = [f["best_value"] for f in per_fold if f["best_value"] is not None]
     summary = {
         "monitor": first.monitor,
@@ -122,20 +137,6 @@ def _score(run: Run, outputs: Outputs) -> dict[str, float]:
     )
     # every process holds every OOF prediction: no reduction across processes
     return scorer.compute(reduce=False)
-
-
-def _write_oof(path: Path, outputs: Outputs, task: Task) -> None:
-    """``oof.csv``: index, target, and the task's columns (predicted, probabilities, ...)."""
-    import pandas as pd
-
-    assert outputs.targets is not None
-    targets = outputs.targets.reshape(len(outputs.targets), -1)
-    target = targets[:, 0] if targets.shape[1] == 1 else [" ".join(f"{v:g}" for v in row) for row in targets]
-    frame = pd.DataFrame({"index": np.arange(len(targets)), "target": target})
-    for name, column in task.oof_columns(outputs.outputs, outputs.kind).items():
-        frame[name] = column
-    with atomic_write(path) as f:
-        frame.to_csv(f, index=False, float_format="%.6g", lineterminator="\n")
 
 
 def _print_summary(reporter: Reporter, summary: dict[str, Any]) -> None:

@@ -33,6 +33,7 @@ from torchyard.files import atomic_link, atomic_write
 from torchyard.inference import Outputs, Scorer, collect, forward
 from torchyard.resume import ResumableSampler, capture_rng, require_resume_state, restore_rng
 from torchyard.run import Run
+from torchyard.topk import TopK
 
 __all__ = ["FitResult", "Trainer", "TrainingInterrupted", "write_metrics_csv"]
 
@@ -243,6 +244,8 @@ class Trainer:
         state = self._state(epoch, epoch_done=True, batches=0, progress=progress)
         if self._main:
             _write_checkpoints(state, run.out_dir / "checkpoints", improved)
+            if (top := TopK.of(run)) is not None:  # trainer.save_top_k: the K best epochs' files
+                top.update(run.out_dir / "checkpoints", progress.result.rows, epoch)
             write_metrics_csv(run.out_dir / "metrics.csv", progress.result.rows)
         self.reporter.stop()
         self.reporter.epoch_line(epoch, run.trainer.max_epochs, row, improved, run.monitor)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from torchyard import distributed
 from torchyard.checkpoint import load_checkpoint, load_model_weights
@@ -23,7 +23,9 @@ from torchyard.errors import PluginError
 from torchyard.files import atomic_write
 from torchyard.inference import Outputs, ensemble
 from torchyard.loop import Trainer
+from torchyard.predfiles import write_test_predictions, write_val_predictions
 from torchyard.run import Run
+from torchyard.topk import predict_averaged, recorded, submission_checkpoints
 
 __all__ = ["finish_run", "fit_and_submit", "predict_and_submit", "resolve_checkpoints"]
 
@@ -37,12 +39,19 @@ def fit_and_submit(
     result = trainer.fit(resume)
     last = result.rows[-1]
     best_row = next((r for r in result.rows if r["epoch"] == result.best_epoch), None)
-    if not trainer.load_best(result):
-        reporter.warn(f"{run.monitor} was never finite; predicting with the last weights")
     val_loader = run.loader("val")
-    validation = trainer.predict(val_loader, targets=True) if val_loader is not None else None
-    tuned = tune(run, validation)  # before the test split is decoded with it
-    test = predict_test(trainer)
+    if top := submission_checkpoints(run, result):  # trainer.predict_with: top_k
+        reporter.info(f"predicting with the {len(top)} best checkpoints, averaged")
+        validation, test = predict_averaged(
+            trainer, [Path(e["checkpoint"]) for e in top], [(val_loader, True), (run.loader("test"), False)]
+        )
+        tuned = tune(run, validation)
+    else:
+        if not trainer.load_best(result):
+            reporter.warn(f"{run.monitor} was never finite; predicting with the last weights")
+        validation = trainer.predict(val_loader, targets=True) if val_loader is not None else None
+        tuned = tune(run, validation)  # before the test split is decoded with it
+        test = predict_test(trainer)
     reporter.final_table(best_row, last)
     summary = {
         "monitor": run.monitor,
@@ -53,10 +62,43 @@ def fit_and_submit(
         "stopped_early": result.stopped_early,
         "best_checkpoint": str(result.best_path) if result.best_path else None,
         "last_checkpoint": str(result.last_path) if result.last_path else None,
-        "final": {k: v for k, v in last.items() if k not in ("epoch", "step", "time_s")},
+        # the last epoch (``final``: its values, as older versions wrote them), and
+        # the weights that made the submission, which may be other epochs
+        "final": _values(last),
+        "last": {"epoch": last["epoch"], **_values(last)},
+        "submitted_from": _submitted_from(run, result, top, best_row, last),
         **tuned,
     }
-    return finish_run(run, reporter, summary, test=test, validation=validation, rows=result.rows)
+    if (kept := recorded(run, result.rows)) is not None:
+        summary["top_k"] = kept
+    title = f"per class (validation, {len(top)} best checkpoints averaged)" if top else None
+    return finish_run(
+        run, reporter, summary, test=test, validation=validation, rows=result.rows,
+        **({"report_title": title} if title else {}),
+    )  # fmt: skip
+
+
+def _values(row: dict[str, Any]) -> dict[str, Any]:
+    """A metrics row's logged values (without epoch, step and time)."""
+    return {k: v for k, v in row.items() if k not in ("epoch", "step", "time_s")}
+
+
+def _submitted_from(
+    run: Run, result: Any, top: list[dict[str, Any]], best_row: dict[str, Any] | None, last: dict[str, Any]
+) -> dict[str, Any]:
+    """``summary.json``'s ``submitted_from``: the checkpoints whose weights
+    made the submission, their epochs and monitored values, and (one
+    checkpoint) that epoch's metrics."""
+    if top:
+        return {
+            "checkpoints": [e["checkpoint"] for e in top], "epochs": [e["epoch"] for e in top],
+            "values": [e["value"] for e in top], "metrics": None,
+        }  # fmt: skip
+    row, path = (best_row, result.best_path) if best_row is not None and result.best_path else (last, result.last_path)
+    return {
+        "checkpoints": [str(path) if path else None], "epochs": [row["epoch"]],
+        "values": [row.get(run.monitor)], "metrics": _values(row),
+    }  # fmt: skip
 
 
 def finish_run(
@@ -74,6 +116,8 @@ def finish_run(
     then the ``on_run_end`` hook with the summary."""
     summary["submission"] = str(path) if (path := write_submission(run, test, reporter)) else None
     summary["test_predictions"] = str(p) if (p := write_test_predictions(run, test)) else None
+    if "oof" not in summary:  # a holdout run: its validation predictions too (k-fold has oof.csv)
+        summary["val_predictions"] = str(p) if (p := write_val_predictions(run, validation)) else None
     summary["class_names"] = list(run.data.class_names) if run.data.class_names else None
     summary["report"] = _report(run, validation, rows, reporter, report_title)
     # warnings printed before training (a leaking split) are easy to lose: again, and kept
@@ -115,7 +159,8 @@ def task_state_of(checkpoint: Path) -> dict[str, Any]:
 
         state = weights_metadata(checkpoint).get("task_state")
         return state if isinstance(state, dict) else {}
-    for directory in (checkpoint.parent.parent, checkpoint.parent.parent.parent):
+    # <run>/checkpoints/best.pt, <run>/fold_<k>/checkpoints/best.pt, and top/ within these
+    for directory in list(checkpoint.parents)[1:4]:
         summary = directory / "summary.json"
         if summary.is_file():
             try:
@@ -143,10 +188,11 @@ def _report(
     return paths or None
 
 
-def resolve_checkpoints(path: Path) -> list[Path]:
+def resolve_checkpoints(path: Path, which: Literal["best", "top_k"] | None = "best") -> list[Path]:
     """A checkpoint file, or a run directory: the best checkpoint of the run
     its ``config.yaml`` describes, or for a k-fold run each of its folds'
-    (their predictions are averaged); see :func:`torchyard.rundirs.run_checkpoints`;
+    (their predictions are averaged), or ``which`` ones; see
+    :func:`torchyard.rundirs.run_checkpoints`;
     or a ``torchyard export --format weights`` directory: its weights files."""
     from torchyard.errors import ConfigError
     from torchyard.export import MANIFEST, export_checkpoints
@@ -157,7 +203,7 @@ def resolve_checkpoints(path: Path) -> list[Path]:
     if path.is_dir():
         if (path / MANIFEST).is_file():
             return export_checkpoints(path)
-        return run_checkpoints(path)
+        return run_checkpoints(path, which)
     raise ConfigError(f"checkpoint {path}: file not found")
 
 
@@ -201,28 +247,6 @@ def predictions_of(run: Run, outputs: Outputs) -> Predictions:
         meta=dict(run.data.test_meta),
         rules=run.task,
     )
-
-
-def write_test_predictions(run: Run, outputs: Outputs | None) -> Path | None:
-    """``test_predictions.csv``: every test id with its class (or label)
-    probabilities, ``prob_<k>``, or its values, ``value_<k>``, so that runs
-    can be ensembled later (``torchyard ensemble``) without predicting again."""
-    if outputs is None or not distributed.is_main():
-        return None
-    import numpy as np
-    import pandas as pd
-
-    ids = list(run.data.test_ids) if run.data.test_ids is not None else list(range(len(outputs.outputs)))
-    if outputs.kind == "values":
-        values, prefix = outputs.outputs.reshape(len(ids), -1), "value"
-    else:
-        values, prefix = run.task.probabilities(outputs.outputs, outputs.kind), "prob"
-    frame = pd.DataFrame(np.asarray(values, dtype=np.float64), columns=[f"{prefix}_{k}" for k in range(values.shape[1])])
-    frame.insert(0, "id", ids)
-    path = run.out_dir / "test_predictions.csv"
-    with atomic_write(path) as f:
-        frame.to_csv(f, index=False, float_format="%.8g", lineterminator="\n")
-    return path
 
 
 def write_submission(run: Run, outputs: Outputs | None, reporter: Reporter) -> Path | None:

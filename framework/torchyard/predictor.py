@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 
@@ -132,12 +132,16 @@ def load(
     device: str | torch.device = "cpu",
     batch_size: int | None = None,
     host: PluginHost | None = None,
+    checkpoints: Literal["best", "top_k"] | None = None,
 ) -> Predictor:
     """A :class:`Predictor` for a run directory (its best checkpoint, or
     every fold's for a k-fold run) or one checkpoint file.
 
     :param device: where to predict: ``"cpu"`` (default), ``"cuda"``, ``"cuda:1"``, ``"mps"``.
     :param batch_size: inputs per forward pass; default the run's eval batch size.
+    :param checkpoints: of a run directory, ``"best"`` or ``"top_k"`` (the
+        ones ``trainer.save_top_k`` kept, averaged); None: as the run made
+        its submission (``trainer.predict_with``).
     :raises ConfigError: no checkpoint there, or one torchyard cannot use.
     """
     from torchyard.checkpoint import load_checkpoint
@@ -149,13 +153,13 @@ def load(
     from torchyard.run import build_task, with_resolved
 
     host = host if host is not None else get_host()
-    checkpoints = resolve_checkpoints(Path(source))
+    chosen = resolve_checkpoints(Path(source), checkpoints)
     target = device if isinstance(device, torch.device) else resolve_device(device)
-    payloads = [load_checkpoint(path, map_location=target) for path in checkpoints]
+    payloads = [load_checkpoint(path, map_location=target) for path in chosen]
     first = payloads[0]
     if first.get("config") is None or first.get("data") is None:
         raise ConfigError(
-            f"{checkpoints[0]}: this checkpoint does not say how it was trained (written by an "
+            f"{chosen[0]}: this checkpoint does not say how it was trained (written by an "
             "older torchyard?); predict with `torchyard predict CONFIG -c CHECKPOINT` instead"
         )
     config = validate_config(with_resolved(first["config"], first.get("resolved")), host.registry)
@@ -171,7 +175,7 @@ def load(
     data = first["data"]
     task = build_task(config)
     task.setup(data.get("num_classes"), data.get("class_names"))
-    task.load_state(task_state_of(checkpoints[0]))
+    task.load_state(task_state_of(chosen[0]))
     return Predictor(
         config,
         models,

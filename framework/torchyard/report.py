@@ -16,7 +16,7 @@ import numpy as np
 from torchyard.console import Reporter
 from torchyard.files import atomic_path, atomic_write
 
-__all__ = ["write_curves", "write_label_report", "write_report", "write_value_report"]
+__all__ = ["curve_series", "write_curves", "write_label_report", "write_report", "write_value_report"]
 
 
 def write_report(
@@ -129,7 +129,8 @@ def write_value_report(
 
 
 def write_curves(directory: Path, rows: Sequence[Mapping[str, Any]]) -> dict[str, str]:
-    """Loss, metric and learning-rate curves per epoch (``curves.png``)."""
+    """Loss, metric and learning-rate curves per epoch (``curves.png``);
+    every fold's, labelled, for a k-fold run's rows (see :func:`curve_series`)."""
     if not rows:
         return {}
     directory.mkdir(parents=True, exist_ok=True)
@@ -171,23 +172,40 @@ def _plot_confusion(matrix: np.ndarray, names: list[str], path: Path) -> Path:
     return _save(figure, path)
 
 
+def curve_series(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[tuple[str, list[Any], list[Any]]]]:
+    """What ``curves.png`` plots, per panel (``loss``, ``validation metrics``,
+    ``learning rate``): one ``(label, epochs, values)`` line per logged value
+    -- and per fold, labelled ``fold <k>``, when rows carry a ``fold``."""
+    folds: dict[Any, list[Mapping[str, Any]]] = {}
+    for row in rows:
+        folds.setdefault(row.get("fold"), []).append(row)
+    keys = [k for row in rows for k in row]
+    losses = list(dict.fromkeys(k for k in keys if k.endswith("/loss")))
+    metrics = list(dict.fromkeys(k for k in keys if k.startswith("val/") and k != "val/loss"))
+    panels: dict[str, list[tuple[str, list[Any], list[Any]]]] = {
+        "loss": [], "validation metrics": [], "learning rate": []
+    }
+    for fold, part in folds.items():
+        prefix = "" if fold is None else f"fold {fold} "
+        epochs = [r["epoch"] for r in part]
+        for panel, names in (("loss", losses), ("validation metrics", metrics), ("learning rate", ["lr"])):
+            for key in names:
+                if any(key in r for r in part):
+                    label = (prefix + key).strip() if key != "lr" or fold is not None else ""
+                    panels[panel].append((label, epochs, [r.get(key) for r in part]))
+    return panels
+
+
 def _plot_curves(rows: Sequence[Mapping[str, Any]], path: Path) -> Path:
     plt = _pyplot()
-    epochs = [r["epoch"] for r in rows]
-    losses = [k for k in rows[0] if k.endswith("/loss")]
-    metrics = [k for k in rows[0] if k.startswith("val/") and k != "val/loss"]
-    figure, panels = plt.subplots(1, 3, figsize=(12, 3.4), dpi=110)
-    for key in losses:
-        panels[0].plot(epochs, [r.get(key) for r in rows], marker=".", label=key)
-    panels[0].set_title("loss")
-    for key in metrics:
-        panels[1].plot(epochs, [r.get(key) for r in rows], marker=".", label=key)
-    panels[1].set_title("validation metrics")
-    panels[2].plot(epochs, [r.get("lr") for r in rows], marker=".")
-    panels[2].set_title("learning rate")
+    figure, axes = plt.subplots(1, 3, figsize=(12, 3.4), dpi=110)
+    for panel, (title, lines) in zip(axes, curve_series(rows).items(), strict=True):
+        for label, epochs, values in lines:
+            panel.plot(epochs, values, marker=".", label=label or None)
+        panel.set_title(title)
     from matplotlib.ticker import MaxNLocator
 
-    for panel in panels:
+    for panel in axes:
         panel.xaxis.set_major_locator(MaxNLocator(integer=True))
         panel.set_xlabel("epoch")
         panel.grid(alpha=0.3)

@@ -406,12 +406,15 @@ def _split(
     train_idx, val_idx = pairs[fold]
     targets = list(data.train_targets) if data.train_targets is not None else None
     groups = list(data.groups) if data.groups is not None else None
+    ids = list(data.train_ids) if data.train_ids is not None else list(range(n))
     split = dataclasses.replace(
         data,
         train=Subset(data.train, train_idx.tolist()),
         val=Subset(data.train_eval or data.train, val_idx.tolist()),
         train_targets=[targets[i] for i in train_idx] if targets is not None else None,
         groups=[groups[i] for i in train_idx] if groups is not None else None,
+        train_ids=[ids[i] for i in train_idx],
+        val_ids=[ids[i] for i in val_idx],
         train_eval=None,
     )
     extras = {
@@ -421,6 +424,7 @@ def _split(
         "fold": how.fold if how.fold is not None else fold,
         "val_indices": val_idx,
         "val_targets": [targets[i] for i in val_idx] if targets is not None else None,
+        "val_groups": [groups[i] for i in val_idx] if groups is not None else None,
         "split_warnings": warnings,
     }
     if groups is not None:
@@ -571,6 +575,10 @@ def _check_data(data: DataBundle, *, train: bool) -> None:
         raise DataError(
             f"data: {len(data.test_ids)} test ids for {length(data.test)} test samples"
         )
+    for split, ids in (("train", data.train_ids), ("val", data.val_ids)):
+        dataset = getattr(data, split)
+        if train and ids is not None and dataset is not None and len(ids) != length(dataset):
+            raise DataError(f"data: {len(ids)} {split} ids for {length(dataset)} {split} samples")
     if data.test_ids is not None:
         seen: set[str] = set()
         for test_id in data.test_ids:

@@ -45,6 +45,7 @@ __all__ = [
     "OWNED_FILES",
     "OWNED_FOLDERS",
     "RunDir",
+    "best_checkpoints",
     "check_unlocked",
     "choose_run_dir",
     "claim_run_dir",
@@ -58,7 +59,9 @@ __all__ = [
 LOCK_NAME = ".torchyard.lock"
 #: Files and folders a run writes into its directory, besides ``fold_<k>/``
 #: folders and the writer's submission; ``--overwrite`` deletes these.
-OWNED_FILES = ("config.yaml", "metrics.csv", "summary.json", "oof.csv", "test_predictions.csv")
+OWNED_FILES = (
+    "config.yaml", "metrics.csv", "summary.json", "oof.csv", "test_predictions.csv", "val_predictions.csv",
+)
 OWNED_FOLDERS = ("checkpoints", "report")
 _FOLD = re.compile(r"fold_(\d+)")
 #: temporaries of torchyard.files.atomic_path left by a killed process
@@ -274,7 +277,32 @@ def empty_owned(path: Path, also: Iterable[str] = ()) -> list[str]:
 # -- which checkpoints a run directory holds ------------------------------------------------
 
 
-def run_checkpoints(path: Path) -> list[Path]:
+def run_checkpoints(path: Path, which: Literal["best", "top_k"] | None = "best") -> list[Path]:
+    """The checkpoints to predict with from run directory ``path``: the best
+    (:func:`best_checkpoints`), or with ``which="top_k"`` the ones
+    ``trainer.save_top_k`` kept (``checkpoints/top/``, every fold's for a
+    k-fold run). None: as the run made its submission (its config's
+    ``trainer.predict_with``; the best ones when it kept no others)."""
+    from torchyard.topk import top_checkpoints
+
+    best = best_checkpoints(path)
+    chosen = which
+    if chosen is None:
+        trainer = (_run_config(path) or {}).get("trainer")
+        chosen = "top_k" if isinstance(trainer, dict) and trainer.get("predict_with") == "top_k" else "best"
+    if chosen == "best":
+        return best
+    tops = [top_checkpoints(checkpoint.parent) for checkpoint in best]
+    if all(tops):
+        return [file for files in tops for file in files]
+    if which is None:
+        return best
+    raise ConfigError(
+        f"--checkpoints top_k: {path} has no checkpoints/top/ (it was trained with trainer.save_top_k: 1)"
+    )
+
+
+def best_checkpoints(path: Path) -> list[Path]:
     """The best checkpoints of the run ``path`` holds, for ``predict -c DIR``.
 
     With a ``config.yaml`` (every run writes one), only the run it describes

@@ -174,13 +174,26 @@ def predict(
     out: PredictOutOpt = None,
     overrides: SetOpt = None,
     overwrite: OverwriteOpt = False,
+    checkpoints: Annotated[
+        str | None,
+        typer.Option(
+            "--checkpoints",
+            help="Of a run directory: 'best', or 'top_k' (the checkpoints trainer.save_top_k kept, "
+            "averaged); default: as the run made its submission (trainer.predict_with).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Predict the test split with a checkpoint (or a fold ensemble) and write the submission."""
     from torchyard import api, distributed
+    from torchyard.errors import ConfigError
 
+    if checkpoints not in (None, "best", "top_k"):
+        raise ConfigError(f"--checkpoints: expected 'best' or 'top_k', got {checkpoints[:40]!r}")
     path = api.predict(
-        config_path, checkpoint, out=out, overrides=overrides or (), overwrite=overwrite, host=host()
-    )
+        config_path, checkpoint, out=out, overrides=overrides or (), overwrite=overwrite, host=host(),
+        checkpoints=checkpoints,  # type: ignore[arg-type]  # checked above
+    )  # fmt: skip
     if path is None and distributed.is_main():
         typer.echo("nothing written")
 

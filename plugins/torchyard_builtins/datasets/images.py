@@ -3,7 +3,8 @@
 Both return every labelled image as ``train`` (validation is carved out by
 the config's ``split`` section, group-aware when the data has groups) and
 the same images with the eval transforms as ``train_eval``; the unlabelled
-test images, in the test CSV's order, as ``test`` with ``test_ids``.
+test images, in the test CSV's order, as ``test`` with ``test_ids``. A
+labelled image's id (``oof.csv``, ``val_predictions.csv``) is its path.
 
 **Paths.** In a config, relative ``csv``, ``root``, ``test_csv`` and
 ``test_root`` are taken from the config file's folder (called from Python:
@@ -687,6 +688,7 @@ def _bundle(
         val=None,
         test=test_set,
         test_ids=test_ids,
+        train_ids=kept.tolist(),
         task=task,
         num_classes=len(class_names),
         class_names=class_names,

@@ -120,6 +120,7 @@ def ranking_csv(
     width = max(len(items) for _, part in parts for items in part.item_ids)
     bundle = DataBundle(
         train=TensorDataset(*_pad(parts[0][1], width, len(features))),
+        train_ids=list(parts[0][1].ids),
         task="ranking",
         input_shape=(width, len(features)),
     )

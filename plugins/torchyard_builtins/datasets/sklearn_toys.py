@@ -33,8 +33,8 @@ def digits(
 ) -> DataBundle:
     """scikit-learn's handwritten digits, stratified into train/val/test.
 
-    Pixel values are scaled from 0..16 to 0..1. Test ids are the images'
-    indices in ``sklearn.datasets.load_digits()``.
+    Pixel values are scaled from 0..16 to 0..1. Ids (test, training and
+    validation) are the images' indices in ``sklearn.datasets.load_digits()``.
     """
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
@@ -66,6 +66,8 @@ def digits(
         val=TensorDataset(images(val), torch.from_numpy(y[val])) if len(val) else None,
         test=TensorDataset(images(test)) if len(test) else None,
         test_ids=test.tolist() if len(test) else None,
+        train_ids=train.tolist(),
+        val_ids=val.tolist() if len(val) else None,
         task="classification",
         num_classes=10,
         class_names=[str(c) for c in bunch.target_names],

@@ -166,6 +166,7 @@ def table_csv(
         val=None,
         test=TableDataset(prep, "test") if test_frame is not None else None,
         test_ids=test_ids,
+        train_ids=frame[id_column].tolist() if id_column and id_column in frame.columns else None,
         task=target_type,
         num_classes=len(names),
         class_names=names,
