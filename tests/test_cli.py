@@ -309,7 +309,7 @@ def test_python_dash_m_and_no_torch_for_listing(tmp_path: Path) -> None:
         "        app(args)\n"
         "    except SystemExit as e:\n"
         "        assert e.code in (0, None), e.code\n"
-        "heavy = [m for m in ('torch', 'torchvision', 'pandas', 'sklearn') if m in sys.modules]\n"
+        "heavy = [m for m in ('torch', 'torchvision', 'pandas', 'sklearn', 'timm') if m in sys.modules]\n"
         "assert not heavy, heavy\n"
     )
     env = {**os.environ, "PYTHONPATH": str(ROOT)}

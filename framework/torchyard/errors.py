@@ -14,6 +14,7 @@ __all__ = [
     "TorchyardError",
     "ConfigError",
     "PluginError",
+    "PluginUnavailable",
     "RegistrationError",
     "UnknownComponentError",
     "DataError",
@@ -51,6 +52,17 @@ class ConfigError(TorchyardError):
 
 class PluginError(TorchyardError):
     """A plugin failed to load or misbehaved while registering components."""
+
+
+class PluginUnavailable(PluginError):
+    """A plugin cannot work here because an optional dependency is missing.
+
+    Raised by a plugin (on import, or from a registration hook), it is no
+    failure: ``torchyard plugins`` shows the plugin as *unavailable* with this
+    message, no command warns about it, and a config naming one of the
+    components it registered before raising is told why it cannot be used.
+    The message says what is missing and how to install it.
+    """
 
 
 class RegistrationError(PluginError):

@@ -5,7 +5,9 @@ entry-point group -- the built-ins included. Loading is explicit
 (:func:`get_host` or :meth:`PluginHost.load_entrypoints`), never an import
 side effect, and it is fail-soft: a plugin that cannot be imported, whose
 hook raises, or that implements a hook no spec defines is recorded as failed
-and skipped, and every other plugin keeps working.
+and skipped, and every other plugin keeps working. A plugin that raises
+:class:`~torchyard.errors.PluginUnavailable` (an optional dependency is not
+installed) is recorded as unavailable: no failure, no warning.
 
 Environment variables:
 
@@ -35,7 +37,7 @@ from typing import Any, Literal
 import pluggy
 
 from torchyard import hookspecs
-from torchyard.errors import PluginError, did_you_mean
+from torchyard.errors import PluginError, PluginUnavailable, did_you_mean
 from torchyard.hookspecs import PROJECT, REGISTRATION_HOOKS
 from torchyard.registry import ComponentRecord, FailedPlugin, Registry, normalize_name
 
@@ -74,7 +76,7 @@ class PluginInfo:
     name: str
     distribution: str | None
     version: str | None
-    status: Literal["ok", "failed", "disabled"]
+    status: Literal["ok", "failed", "disabled", "unavailable"]
     error: str | None = None
     hint: str | None = None
     components: tuple[tuple[str, str], ...] = ()
@@ -155,6 +157,9 @@ class PluginHost:
             except _PLUGIN_ERRORS as e:  # a broken plugin must not break torchyard
                 if getattr(e, "torchyard_real", False):
                     raise
+                if isinstance(e, PluginUnavailable):
+                    self._unavailable(ep.name, dist_name, version, str(e))
+                    continue
                 self._fail(ep.name, dist_name, version, f"cannot import '{ep.value}': {_err(e)}")
                 continue
             self.add_plugin(plugin, ep.name, distribution=dist_name, version=version)
@@ -215,6 +220,8 @@ class PluginHost:
                         _trace(name, hook_name, started, e)
                     self.pm.unregister(plugin)
                     attempted = tuple((r.kind, r.name) for r in records)
+                    if isinstance(e, PluginUnavailable):
+                        return self._unavailable(name, distribution, version, str(e), attempted)
                     return self._fail(
                         name, distribution, version, f"{hook_name} raised {_err(e)}", attempted
                     )
@@ -249,6 +256,21 @@ class PluginHost:
         key = name if name not in self.plugins else f"{name} ({distribution or 'unknown'})"
         self.plugins.setdefault(key, info)
         self.registry.failed.append(FailedPlugin(name, distribution, version, error, attempted))
+        return info
+
+    def _unavailable(
+        self,
+        name: str,
+        distribution: str | None,
+        version: str | None,
+        reason: str,
+        attempted: tuple[tuple[str, str], ...] = (),
+    ) -> PluginInfo:
+        """Record a plugin whose optional dependency is missing: not a failure.
+        ``attempted`` (what it registered before raising) is what it would offer."""
+        info = PluginInfo(name, distribution, version, "unavailable", reason, None, attempted)
+        self.plugins.setdefault(name, info)
+        self.registry.unavailable.append(FailedPlugin(name, distribution, version, reason, attempted))
         return info
 
 

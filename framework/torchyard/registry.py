@@ -223,6 +223,8 @@ class Registry:
     def __init__(self) -> None:
         self._by_kind: dict[str, dict[str, list[ComponentRecord]]] = {k: {} for k in KINDS}
         self.failed: list[FailedPlugin] = []
+        #: Plugins whose optional dependency is missing (``PluginUnavailable``).
+        self.unavailable: list[FailedPlugin] = []
 
     # -- building -----------------------------------------------------------
 
@@ -376,14 +378,12 @@ class Registry:
 
     def _unknown_message(self, kind: str, name: str) -> str:
         bare = name.rpartition(":")[2]
-        for failed in self.failed:
+        for failed in [*self.failed, *self.unavailable]:
             if (kind, normalize_name(bare)) in {
                 (k, normalize_name(n)) for k, n in failed.attempted
             }:
-                return (
-                    f"{kind} '{name}' comes from plugin '{failed.name}', which failed to "
-                    f"load: {failed.error}"
-                )
+                state = "is unavailable" if failed in self.unavailable else "failed to load"
+                return f"{kind} '{name}' comes from plugin '{failed.name}', which {state}: {failed.error}"
         names = sorted({r.name for e in self._by_kind[kind].values() for r in e})
         message = f"unknown {kind} '{name}'" + did_you_mean(
             bare, names + [r.qualified_name for r in self.records(kind)]

@@ -138,6 +138,10 @@ def show_component(
         cells = (p["name"], p["type"], default, p["constraints"], p["description"] or "")
         table.add_row(*(escape(c) for c in cells))
     console.print(table)
+    for p in params:
+        if p.get("choices"):  # a parameter that names one of many things (timm's arch)
+            console.print(f"\n{p['name']}: one of {len(p['choices'])}", highlight=False, markup=False)
+            console.print(" ".join(p["choices"]), highlight=False, markup=False, overflow="fold")
 
 
 def _print_rows(header: tuple[str, ...], rows: list[tuple[str, ...]], empty: str) -> None:
@@ -186,6 +190,9 @@ def describe_params(model: Any) -> list[dict[str, Any]]:
                 "required": name in required,
                 "constraints": _constraints_text(prop),
                 "description": info.description,
+                # the values of a str parameter too many for its type (a params
+                # field's json_schema_extra={"choices": [...]})
+                **({"choices": list(prop["choices"])} if isinstance(prop.get("choices"), list) else {}),
             }
         )
     return out
@@ -259,6 +266,7 @@ def list_plugins(as_json: JsonOpt = False) -> None:
         typer.echo(json.dumps(rows, indent=2))
         return
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     console = Console()
@@ -277,6 +285,8 @@ def list_plugins(as_json: JsonOpt = False) -> None:
             status = "[green]ok[/green]"
         elif p.status == "disabled":
             status = "[dim]disabled[/dim]"
+        elif p.status == "unavailable":  # an optional dependency is missing: no failure
+            status = f"[yellow]unavailable[/yellow]: {escape(p.error or '')}"
         else:
             status = f"[red]failed[/red]: {p.error}\n[dim]{p.hint}[/dim]"
         table.add_row(p.name, p.distribution or "-", p.version or "-", components, status)

@@ -1,10 +1,15 @@
-"""Changes to a built torchvision model: loading weights around the head,
-the first convolution's input channels, freezing, and fitting input sizes."""
+"""Changes to a built model: loading weights around the head, the first
+convolution's input channels, freezing, and fitting input sizes.
+
+Used by the torchvision models and the timm plugin alike: a head is one
+module name, or several (timm's distilled models have two).
+"""
 
 from __future__ import annotations
 
 import math
 from collections import OrderedDict
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -19,13 +24,15 @@ __all__ = ["FitInput", "adapt_first_conv", "first_conv", "freeze_all_but", "load
 _AUX_MODULES = ("AuxLogits", "aux1", "aux2")
 
 
-def under(key: str, prefix: str) -> bool:
-    """Whether parameter ``key`` belongs to module ``prefix``."""
+def under(key: str, prefix: str | Sequence[str]) -> bool:
+    """Whether parameter ``key`` belongs to module ``prefix`` (or one of several)."""
+    if not isinstance(prefix, str):
+        return any(under(key, p) for p in prefix)
     return key == prefix or key.startswith(prefix + ".")
 
 
 def load_weights(
-    model: nn.Module, state: dict[str, torch.Tensor], head: str, where: str
+    model: nn.Module, state: dict[str, torch.Tensor], head: str | Sequence[str], where: str
 ) -> list[str]:
     """Load ``state`` into ``model``; head tensors whose shapes differ (another
     class count) are skipped, so the head keeps its fresh initialization.
@@ -109,8 +116,8 @@ def adapt_first_conv(model: nn.Module, in_channels: int, *, pretrained: bool, na
     model.set_submodule(path, new)
 
 
-def freeze_all_but(model: nn.Module, head: str) -> None:
-    """Stop gradients for every parameter outside module ``head``."""
+def freeze_all_but(model: nn.Module, head: str | Sequence[str]) -> None:
+    """Stop gradients for every parameter outside module ``head`` (or modules)."""
     for key, parameter in model.named_parameters():
         parameter.requires_grad_(under(key, head))
 

@@ -3,7 +3,9 @@
 torchvision's own loaders fetch missing files from the internet; these
 functions only look where torchvision would have cached them
 (``<torch.hub.get_dir()>/checkpoints/<file name of the weights' URL>``)
-or at a file the config names, and read it with ``weights_only=True``.
+or at a file the config names, and read it with ``weights_only=True`` (or
+as safetensors). The timm plugin reads its files and words its "not on this
+machine" error with the same functions.
 """
 
 from __future__ import annotations
@@ -21,7 +23,13 @@ import torch
 from torchyard.errors import ConfigError
 from torchyard_builtins.vision import torchvision_name
 
-__all__ = ["cached_weights_path", "load_state_dict", "torchvision_weights"]
+__all__ = [
+    "cached_weights_path",
+    "load_state_dict",
+    "local_file",
+    "not_downloaded",
+    "torchvision_weights",
+]
 
 # Old DenseNet checkpoints (torchvision's included) name layers 'norm.1', 'conv.2', ...
 _DENSENET_KEY = re.compile(
@@ -53,6 +61,32 @@ def cached_weights_path(url: str) -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / filename
 
 
+def local_file(where: str, weights_path: str | Path) -> Path:
+    """``model.weights_path`` as an existing file.
+
+    :raises ConfigError: there is no such file.
+    """
+    path = Path(weights_path).expanduser()
+    if not path.is_file():
+        raise ConfigError(f"{where}: weights_path {path}: file not found")
+    return path
+
+
+def not_downloaded(where: str, weights: str, path: str | Path, how: str) -> ConfigError:
+    """The error for pretrained weights that are not on this machine.
+
+    :param where: the model, e.g. ``model 'resnet18'``.
+    :param weights: which weights, e.g. ``ResNet18_Weights.IMAGENET1K_V1``.
+    :param path: where they were looked for.
+    :param how: how to put them there, from a machine with network access.
+    """
+    return ConfigError(
+        f"{where}: pretrained weights {weights} not found at {path} (torchyard never "
+        f"downloads). Copy the file there: {how}; or set model.weights_path to a local "
+        "state dict."
+    )
+
+
 def find_weights(name: str, weights: str, weights_path: str | Path | None) -> tuple[Path, Any]:
     """The local weights file to load and, when it is torchvision's, the enum member.
 
@@ -60,21 +94,18 @@ def find_weights(name: str, weights: str, weights_path: str | Path | None) -> tu
         expected and how to put a file there.
     """
     if weights_path is not None:
-        path = Path(weights_path).expanduser()
-        if not path.is_file():
-            raise ConfigError(f"model '{name}': weights_path {path}: file not found")
-        return path, None
+        return local_file(f"model '{name}'", weights_path), None
     member = torchvision_weights(name, weights)
     path = cached_weights_path(member.url)
     if not path.is_file():
-        raise ConfigError(
-            f"model '{name}': pretrained weights {member} not found at {path} "
-            "(torchyard never downloads). Copy the file there: download "
-            f"{member.url} on a machine with network access, or run there "
+        raise not_downloaded(
+            f"model '{name}'",
+            str(member),
+            path,
+            f"download {member.url} on a machine with network access, or run there "
             f"`python -c \"import torchvision; torchvision.models.get_model('{torchvision_name(name)}', "
             f"weights='{member.name}')\"` and copy it from that machine's "
-            "torch hub cache (the cache directory follows $TORCH_HOME); or set "
-            "model.weights_path to a local state dict."
+            "torch hub cache (the cache directory follows $TORCH_HOME)",
         )
     return path, member
 
@@ -82,15 +113,25 @@ def find_weights(name: str, weights: str, weights_path: str | Path | None) -> tu
 def load_state_dict(path: Path, name: str) -> dict[str, torch.Tensor]:
     """Read a state dict safely (``weights_only=True``).
 
-    Accepts a plain state dict, a torchyard checkpoint or a dictionary with
-    a ``state_dict`` / ``model`` entry; ``module.`` (DataParallel) and
+    Accepts a plain state dict (``.safetensors`` files too), a torchyard
+    checkpoint or a dictionary with a ``state_dict`` / ``model`` entry;
+    ``module.`` (DataParallel) and
     ``_orig_mod.`` (torch.compile) prefixes are removed, and old DenseNet
     key names are renamed.
 
     :raises ConfigError: the file cannot be read safely or holds no state dict.
     """
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file  # a dependency of timm, not of torchyard
+
+            payload = load_file(path, device="cpu")
+        else:
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+    except ImportError:
+        raise ConfigError(
+            f"model '{name}': weights {path}: reading .safetensors needs `pip install safetensors`"
+        ) from None
     except Exception as e:  # noqa: BLE001 - UnpicklingError, RuntimeError, EOFError, ...
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ConfigError(
