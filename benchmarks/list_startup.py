@@ -9,15 +9,19 @@ of fresh processes:
 * ``torchyard list`` through the installed console script,
 * ``python -m torchyard list``,
 * ``torchyard --help``,
-* and, for scale, ``python -c pass`` (the interpreter alone) and
-  ``python -c "import torch"`` (skip it with ``--no-torch-reference``).
+* with the timm extra installed, ``torchyard list`` again with the timm
+  plugin disabled (``TORCHYARD_DISABLE_PLUGINS=builtin-timm``): what the
+  extra costs the listing,
+* and, for scale, ``python -c pass`` (the interpreter alone),
+  ``python -c "import torch"`` and, with the extra, ``python -c "import timm"``
+  (skip both with ``--no-torch-reference``).
 
 Each command runs once untimed (to warm the page cache and byte-code), then
 ``--runs`` times; the table shows the median and the minimum. Separately, a
 fresh interpreter invokes the CLI app for ``list`` in-process and reports
 whether ``torch`` (and which other heavy packages) ended up in
-``sys.modules``; importing torch is a failure (exit status 1), a slow
-listing is only reported.
+``sys.modules`` and the timm plugin's status; importing torch or timm is a
+failure (exit status 1), a slow listing is only reported.
 
 Run it by hand (it is not a test)::
 
@@ -28,7 +32,9 @@ Run it by hand (it is not a test)::
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -44,15 +50,21 @@ import _machine  # benchmarks/_machine.py, beside this script
 #: The issue's target for ``torchyard list``, in seconds.
 TARGET_S = 0.5
 
-#: Packages whose presence after ``torchyard list`` is worth knowing;
-#: only ``torch`` is forbidden.
-HEAVY_MODULES = ("torch", "torchvision", "numpy", "pandas", "sklearn", "pydantic")
+#: Packages whose presence after ``torchyard list`` is worth knowing.
+HEAVY_MODULES = (
+    "torch", "torchvision", "numpy", "pandas", "sklearn", "pydantic", "timm", "huggingface_hub",
+)
+#: Of those, the ones ``list`` must never import.
+FORBIDDEN = ("torch", "timm")
+#: The plugin of the ``timm`` extra.
+TIMM_PLUGIN = "builtin-timm"
 
 #: Run in a fresh interpreter: invoke the CLI for ``list`` in-process, then
 #: report which heavy modules were imported, as JSON on stdout.
 IMPORT_PROBE = """
 import contextlib, io, json, sys
 from torchyard.cli import app
+from torchyard.plugins import get_host
 with contextlib.redirect_stdout(io.StringIO()) as out:
     try:
         app(["list"], standalone_mode=False)
@@ -64,6 +76,7 @@ heavy = {heavy!r}
 print(json.dumps({{
     "listed_lines": listed.count("\\n"),
     "imported": {{name: name in sys.modules for name in heavy}},
+    "timm_plugin": getattr(get_host().plugins.get({timm_plugin!r}), "status", "absent"),
 }}))
 """
 
@@ -106,12 +119,16 @@ def console_script() -> str:
     return found
 
 
-def time_command(label: str, argv: list[str], runs: int) -> Timing:
-    """Run ``argv`` once untimed, then ``runs`` times; each must exit 0."""
+def time_command(label: str, argv: list[str], runs: int, env: dict[str, str] | None = None) -> Timing:
+    """Run ``argv`` once untimed, then ``runs`` times; each must exit 0.
+    ``env``: variables added to the environment."""
     times: list[float] = []
+    environ = {**os.environ, **(env or {})}
     for i in range(runs + 1):
         started = time.perf_counter()
-        done = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        done = subprocess.run(
+            argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=environ
+        )
         elapsed = time.perf_counter() - started
         if done.returncode != 0:
             raise SystemExit(
@@ -124,7 +141,7 @@ def time_command(label: str, argv: list[str], runs: int) -> Timing:
 
 def probe_imports() -> dict[str, Any]:
     """Which heavy modules a fresh process holds after running ``list``."""
-    code = IMPORT_PROBE.format(heavy=HEAVY_MODULES)
+    code = IMPORT_PROBE.format(heavy=HEAVY_MODULES, timm_plugin=TIMM_PLUGIN)
     done = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=False
     )
@@ -140,17 +157,23 @@ def probe_imports() -> dict[str, Any]:
 def measure(runs: int, *, torch_reference: bool) -> dict[str, Any]:
     """Time every command, probe the imports, and judge against the target."""
     script, python = console_script(), sys.executable
-    commands: list[tuple[str, list[str], int]] = [
-        ("torchyard list", [script, "list"], runs),
-        ("python -m torchyard list", [python, "-m", "torchyard", "list"], runs),
-        ("torchyard --help", [script, "--help"], runs),
-        ("python -c pass", [python, "-c", "pass"], runs),
+    with_timm = importlib.util.find_spec("timm") is not None
+    no_timm = {"TORCHYARD_DISABLE_PLUGINS": TIMM_PLUGIN}
+    commands: list[tuple[str, list[str], int, dict[str, str] | None]] = [
+        ("torchyard list", [script, "list"], runs, None),
+        ("python -m torchyard list", [python, "-m", "torchyard", "list"], runs, None),
+        ("torchyard --help", [script, "--help"], runs, None),
+        ("python -c pass", [python, "-c", "pass"], runs, None),
     ]
+    if with_timm:
+        commands.insert(1, ("torchyard list, timm plugin off", [script, "list"], runs, no_timm))
     if torch_reference:
-        commands.append(('python -c "import torch"', [python, "-c", "import torch"], min(runs, 3)))
-    timings = [time_command(label, argv, n) for label, argv, n in commands]
+        commands.append(('python -c "import torch"', [python, "-c", "import torch"], min(runs, 3), None))
+        if with_timm:
+            commands.append(('python -c "import timm"', [python, "-c", "import timm"], min(runs, 3), None))
+    timings = [time_command(label, argv, n, env) for label, argv, n, env in commands]
     imports = probe_imports()
-    listing = [t for t in timings if t.label.endswith(" list")]
+    listing = [t for t in timings if " list" in t.label]
     return {
         "benchmark": "list_startup",
         "runs": runs,
@@ -158,6 +181,9 @@ def measure(runs: int, *, torch_reference: bool) -> dict[str, Any]:
         "commands": [t.as_dict() for t in timings],
         "imports_after_list": imports["imported"],
         "torch_imported": imports["imported"]["torch"],
+        "forbidden_imported": [m for m in FORBIDDEN if imports["imported"][m]],
+        "timm_installed": with_timm,
+        "timm_plugin": imports["timm_plugin"],
         "meets_target": all(t.median < TARGET_S for t in listing),
         "machine": _machine.machine_info(),
     }
@@ -166,10 +192,10 @@ def measure(runs: int, *, torch_reference: bool) -> dict[str, Any]:
 def print_table(summary: dict[str, Any]) -> None:
     """The summary as a small text table."""
     print(f"CLI start-up: fresh processes, {summary['runs']} timed runs each (after one warm-up)")
-    print(f"{'command':<28} {'median s':>9} {'min s':>7} {'max s':>7} {'runs':>5}")
+    print(f"{'command':<32} {'median s':>9} {'min s':>7} {'max s':>7} {'runs':>5}")
     for c in summary["commands"]:
         print(
-            f"{c['label']:<28} {c['median_s']:>9.3f} {c['min_s']:>7.3f} {c['max_s']:>7.3f} "
+            f"{c['label']:<32} {c['median_s']:>9.3f} {c['min_s']:>7.3f} {c['max_s']:>7.3f} "
             f"{len(c['times_s']):>5}"
         )
     checked = summary["imports_after_list"]
@@ -178,7 +204,9 @@ def print_table(summary: dict[str, Any]) -> None:
         print(f"heavy modules imported by `list`: {', '.join(imported)} (of {', '.join(checked)})")
     else:
         print(f"heavy modules imported by `list`: none of {', '.join(checked)}")
-    print(f"torch imported by `list`: {'YES -- FAILURE' if summary['torch_imported'] else 'no'}")
+    forbidden = summary["forbidden_imported"]
+    print(f"{' or '.join(FORBIDDEN)} imported by `list`: {', '.join(forbidden) + ' -- FAILURE' if forbidden else 'no'}")
+    print(f"timm installed: {'yes' if summary['timm_installed'] else 'no'}; plugin {TIMM_PLUGIN}: {summary['timm_plugin']}")
     verdict = "meets" if summary["meets_target"] else "MISSES"
     print(f"{verdict} the target: `torchyard list` median < {summary['target_s']} s")
     m = summary["machine"]
@@ -189,7 +217,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """The command line: --runs, --no-torch-reference, --json."""
     parser = argparse.ArgumentParser(
         description="Wall time of `torchyard list` and `torchyard --help`; check that "
-        "listing does not import torch."
+        "listing imports neither torch nor timm."
     )
     parser.add_argument(
         "--runs", type=int, default=10, help="Timed runs of each command (default: 10)."
@@ -198,7 +226,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--no-torch-reference",
         dest="torch_reference",
         action="store_false",
-        help="Do not time `python -c 'import torch'` for scale.",
+        help="Do not time `python -c 'import torch'` (and 'import timm') for scale.",
     )
     parser.add_argument("--json", action="store_true", help="Print JSON instead of a table.")
     args = parser.parse_args(argv)
@@ -208,14 +236,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Measure, print, and fail (exit 1) only if listing imported torch."""
+    """Measure, print, and fail (exit 1) only if listing imported torch or timm."""
     args = parse_args(argv)
     summary = measure(args.runs, torch_reference=args.torch_reference)
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
         print_table(summary)
-    return 1 if summary["torch_imported"] else 0
+    return 1 if summary["forbidden_imported"] else 0
 
 
 if __name__ == "__main__":

@@ -119,9 +119,13 @@ def test_unknown_arch_is_one_line_with_did_you_mean(cli: Any, write_config: Any,
 
 
 def test_sized_from_the_data_and_frozen_but_the_head(host: PluginHost) -> None:
-    model = build(host, arch="test_resnet", num_classes=5, in_channels=1).eval()
+    model = build(host, arch="test_resnet", num_classes=5, in_channels=1, drop_rate=0.3,
+                  model_kwargs={"global_pool": "max"}).eval()  # fmt: skip
     with torch.inference_mode():
         assert model(torch.randn(2, 1, 16, 16)).shape == (2, 5)
+    assert model.drop_rate == 0.3 and model.global_pool.pool_type == "max"
+    with pytest.raises(ValueError, match="num_classes are set by the component's own parameters"):
+        build(host, arch="test_resnet", num_classes=5, model_kwargs={"num_classes": 3})
     for arch, head in (("test_convnext", "head.fc"), ("test_vit", "head"), ("test_efficientnet", "classifier")):
         model = build(host, arch=arch, num_classes=4, input_shape=[3, 32, 32], freeze_backbone=True)
         trainable = {n for n, p in model.named_parameters() if p.requires_grad}

@@ -92,7 +92,7 @@ def timm_model(
     freeze_backbone: bool = False,
     drop_rate: Annotated[float | None, Field(ge=0, lt=1)] = None,
     drop_path_rate: Annotated[float | None, Field(ge=0, lt=1)] = None,
-    model_kwargs: dict[str, Any] | None = None,
+    model_kwargs: dict | None = None,  # a bare dict: dict[str, Any] would leave the schema
 ) -> nn.Module:
     """A timm image classifier, any architecture of the installed timm.
 
