@@ -265,3 +265,23 @@ def test_an_image_model_exports_and_reads_files(mask_data: Path, tmp_path: Path)
     np.testing.assert_array_equal(
         torchyard.load(tmp_path / "weights").predict(photos).outputs, predictor.predict(photos).outputs
     )
+
+
+@pytest.mark.slow
+def test_a_table_run_keeps_its_fitted_preprocessing(tmp_path: Path) -> None:
+    from .test_tabular import _diabetes, _diabetes_config
+
+    config = _diabetes_config(tmp_path, _diabetes(tmp_path))
+    run_dir = tmp_path / "run"
+    assert Cli()("run", config, "--out", run_dir).exit_code == 0
+    out = tmp_path / "weights"
+    result = Cli()("export", run_dir, "--out", out)
+    assert result.exit_code == 0, result.output
+    assert "test samples of dataset 'table_csv'" in result.stdout  # encoded as the run encoded them
+    # the medians, means and category codes learnt on the training part travel with the weights
+    fitted = torch.load(run_dir / "checkpoints" / "best.pt", weights_only=True)["fitted"]
+    assert export.weights_metadata(out / "model.safetensors")["fitted"] == fitted
+    again = tmp_path / "predicted"
+    result = Cli()("predict", out / "config.yaml", "-c", out / "model.safetensors", "--out", again)
+    assert result.exit_code == 0, result.output
+    pd.testing.assert_frame_equal(pd.read_csv(again / "submission.csv"), pd.read_csv(run_dir / "submission.csv"))
