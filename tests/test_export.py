@@ -162,6 +162,8 @@ def test_export_errors_are_one_line(trained: tuple[Path, Path], tmp_path: Path) 
     assert result.exit_code == 0, result.output
     assert _files(out) == ["config.yaml", "export.json", "model.safetensors", "precious.txt"]
     assert (out / "precious.txt").read_text() == "keep me"
+    # not even --force writes into a run directory (its config.yaml is the run's)
+    assert_user_error(cli("export", run_dir, "--out", run_dir, "--force"), "is a run directory")
 
 
 def test_last_checkpoint_and_a_checkpoint_file(trained: tuple[Path, Path], tmp_path: Path) -> None:

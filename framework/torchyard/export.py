@@ -56,6 +56,7 @@ __all__ = [
     "Export",
     "export_checkpoints",
     "export_run",
+    "human_size",
     "read_weights",
     "weights_metadata",
 ]
@@ -524,6 +525,9 @@ def _out_dir(out_dir: Path, force: bool) -> Path:
     refuses one), before anything is loaded or written."""
     if out_dir.exists() and not out_dir.is_dir():
         raise ConfigError(f"--out {out_dir}: exists and is not a directory")
+    if (out_dir / "checkpoints").is_dir() or (out_dir / "summary.json").is_file():
+        # --force there would replace the run's own config.yaml
+        raise ConfigError(f"--out {out_dir}: is a run directory; export into another directory")
     if out_dir.is_dir() and any(out_dir.iterdir()) and not force:
         raise ConfigError(
             f"--out {out_dir}: directory exists and is not empty; pass --force to replace the "
