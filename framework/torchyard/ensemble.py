@@ -6,6 +6,11 @@ id with its class probabilities (``prob_<k>``) or values (``value_<k>``).
 models, configs, k-fold runs -- after checking that they predict the same
 ids for the same task, and writes the submission through the first run's
 writer. Nothing is predicted again.
+
+``weights="fit"`` fits the weights (:mod:`torchyard.blend`) on the runs'
+out-of-fold predictions (``oof.csv`` of k-fold runs) or the validation
+predictions of holdout runs that share one split (``val_predictions.csv``),
+matched by sample id.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from torchyard.errors import ConfigError
 
@@ -49,12 +54,13 @@ def ensemble_runs(
     run_dirs: Sequence[Path],
     out_dir: Path,
     *,
-    weights: Sequence[float] | None = None,
+    weights: Sequence[float] | Literal["fit"] | None = None,
     host: PluginHost,
 ) -> tuple[Path | None, dict[str, Any]]:
     """Average the runs' kept test predictions and write the submission into
     ``out_dir`` (which must be new or empty). Returns the submission's path
-    and what was combined (also written as ``ensemble.json``)."""
+    and what was combined (also written as ``ensemble.json``); with
+    ``weights="fit"``, the fit under ``"fit"``."""
     import numpy as np
 
     from torchyard.data import Predictions
@@ -64,7 +70,9 @@ def ensemble_runs(
 
     if len(run_dirs) < 2:
         raise ConfigError("ensemble: give at least two run directories")
-    if weights is not None and (len(weights) != len(run_dirs) or min(weights) < 0 or sum(weights) <= 0):
+    if weights is not None and weights != "fit" and (
+        len(weights) != len(run_dirs) or min(weights) < 0 or sum(weights) <= 0
+    ):
         raise ConfigError(
             f"--weights: one number >= 0 per run ({len(run_dirs)}), not all 0; got {list(weights)}"
         )
@@ -86,6 +94,12 @@ def ensemble_runs(
                 raise ConfigError(f"{where}: predicts other test ids than the first run (e.g. {missing})")
             frame = frame.set_index("id").loc[ids].reset_index()
         arrays.append(frame[columns].to_numpy(dtype=np.float64))
+    fit = None
+    if weights == "fit":
+        from torchyard.blend import fit_weights
+
+        fit = fit_weights(task_name, [Path(d) for d in run_dirs])
+        weights = fit.weights
     w = np.asarray(weights if weights is not None else [1.0] * len(runs), dtype=np.float64)
     mean = np.tensordot(w / w.sum(), np.stack(arrays), axes=1)
     kind: OutputKind = "values" if columns[0].startswith("value") else "probabilities"
@@ -96,7 +110,9 @@ def ensemble_runs(
     from torchyard.run import choose_run_dir, create_run_dir
 
     out_dir = create_run_dir(choose_run_dir(out_dir, "ensemble", overwrite=False))
-    record = {"runs": [str(d) for d in run_dirs], "weights": (w / w.sum()).tolist(), "task": task_name}
+    record: dict[str, Any] = {"runs": [str(d) for d in run_dirs], "weights": (w / w.sum()).tolist(), "task": task_name}
+    if fit is not None:
+        record["fit"] = fit.record()
     with atomic_write(out_dir / "ensemble.json") as f:
         json.dump(record, f, indent=2)
     frame = first[["id"]].copy()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 
@@ -248,7 +248,11 @@ def ensemble(
     out: Annotated[Path, typer.Option("--out", "-o", help="Where the ensemble's submission goes (new or empty).")],
     weights: Annotated[
         str | None,
-        typer.Option("--weights", help="One weight per run, comma-separated (e.g. 2,1); default: equal."),
+        typer.Option(
+            "--weights",
+            help="One weight per run, comma-separated (e.g. 2,1), or 'fit': fitted on the runs' "
+            "out-of-fold (oof.csv) or validation (val_predictions.csv) predictions; default: equal.",
+        ),
     ] = None,
 ) -> None:
     """Average the test predictions several runs kept (different models, configs or
@@ -256,14 +260,22 @@ def ensemble(
     from torchyard.ensemble import ensemble_runs
     from torchyard.errors import ConfigError
 
-    parsed = None
-    if weights is not None:
+    parsed: list[float] | Literal["fit"] | None = None
+    if weights == "fit":
+        parsed = "fit"
+    elif weights is not None:
         try:
             parsed = [float(w) for w in weights.split(",")]
         except ValueError:
             raise ConfigError(f"--weights: expected numbers separated by commas, got {weights[:80]!r}") from None
     path, record = ensemble_runs(run_dirs, out, weights=parsed, host=host())
     shown = ", ".join(f"{w:.3g}" for w in record["weights"])
+    if "fit" in record:
+        fit = record["fit"]
+        typer.echo(f"weights fitted on {fit['on']} ({fit['samples']} samples, {fit['loss']}):")
+        for run_dir, w, loss in zip(run_dirs, record["weights"], fit["run_losses"], strict=True):
+            typer.echo(f"  {w:.3f}  {run_dir}  ({fit['loss']} {loss:.4f})")
+        typer.echo(f"  blend {fit['loss']} {fit['blend_loss']:.4f}")
     typer.echo(f"averaged {len(run_dirs)} runs ({record['task']}, weights {shown})")
     typer.echo(f"submission: {path}" if path is not None else "no writer configured: test_predictions.csv only")
 
