@@ -287,3 +287,16 @@ def test_a_table_run_keeps_its_fitted_preprocessing(tmp_path: Path) -> None:
     result = Cli()("predict", out / "config.yaml", "-c", out / "model.safetensors", "--out", again)
     assert result.exit_code == 0, result.output
     pd.testing.assert_frame_equal(pd.read_csv(again / "submission.csv"), pd.read_csv(run_dir / "submission.csv"))
+
+
+def test_the_difference_counts_nan_on_one_side_as_infinitely_far() -> None:
+    nan = float("nan")
+    assert export._diff(torch.tensor([1.0, nan]), torch.tensor([1.0, nan])) == 0
+    assert export._diff(torch.tensor([1.0, nan]), torch.tensor([1.0, 2.0])) == float("inf")
+    assert export._diff(torch.tensor([1.0, 2.0]), torch.tensor([1.5, 2.0])) == 0.5
+    assert export._diff(torch.ones(2, 1), torch.ones(2)) == float("inf")  # another shape
+
+
+def test_a_model_failing_on_the_sample_is_named() -> None:
+    with pytest.raises(ConfigError, match=r"export: model 'm' from plugin p fails on 8 samples: .*shapes"):
+        export._eager(torch.nn.Linear(3, 2), torch.randn(8, 5), "model 'm' from plugin p", "8 samples")

@@ -139,18 +139,21 @@ def export_run(
         written, worst, scale = [], 0.0, 1.0
         for name, model, payload, source in zip(names, models, payloads, checkpoints, strict=True):
             path = staging / f"{name}{FORMATS[format]}"
-            with torch.no_grad():
-                eager = _tensor(model(sample), who)
-            scale = max(scale, float(eager.abs().max()) if eager.numel() else 0.0)
+            eager = _eager(model, sample, who, described)
+            scale = max(scale, float(eager.nan_to_num(0, 0, 0).abs().max()) if eager.numel() else 0.0)
             if format == "weights":
                 _save_weights(model, path, _metadata(payload, task_state, source))
-                diff = _check_weights(config, path, sample, eager)
             elif format == "onnx":
                 _save_onnx(model, sample, path, who)
-                diff = _check_onnx(model, path, sample)
             else:
                 _save_program(model, sample, path, who)
-                diff = _check_program(model, path, sample)
+            try:
+                if format == "weights":
+                    diff = _check_weights(config, path, sample, eager)
+                else:
+                    diff = (_check_onnx if format == "onnx" else _check_program)(model, path, sample)
+            except Exception as e:  # noqa: BLE001 - onnxruntime's and torch's many error types
+                raise ConfigError(f"export {format}: the exported {who} does not run: {_first(e)[:300]}") from None
             written += [p for p in (path, path.with_name(path.name + ".data")) if p.is_file()]
             worst = max(worst, diff)
         if worst > tolerance * scale:
@@ -502,17 +505,29 @@ def _quiet() -> Iterator[None]:
         logging.disable(previous)
 
 
-def _tensor(outputs: Any, who: str) -> torch.Tensor:
+def _eager(model: torch.nn.Module, sample: torch.Tensor, who: str, described: str) -> torch.Tensor:
+    """The eager model's outputs on the sample, which the exported model must reproduce."""
+    try:
+        with torch.no_grad():
+            outputs = model(sample)
+    except Exception as e:  # noqa: BLE001 - whatever the model's forward raises
+        raise ConfigError(f"export: {who} fails on {described}: {_first(e)[:300]}") from None
     if not isinstance(outputs, torch.Tensor):
         raise ConfigError(f"export: {who} returns {type(outputs).__name__}, not one tensor; it cannot be exported")
     return outputs
 
 
 def _diff(a: Any, b: torch.Tensor) -> float:
-    a = torch.as_tensor(a).float()
+    """The largest absolute difference; NaN where both are NaN counts as
+    equal, NaN on one side only as infinitely far."""
+    a, b = torch.as_tensor(a).float(), b.float()
     if a.shape != b.shape:
         return float("inf")
-    return float((a - b.float()).abs().max()) if a.numel() else 0.0
+    if not a.numel():
+        return 0.0
+    both = a.isnan() & b.isnan()
+    gap = torch.where(both, torch.zeros_like(a), (a - b).abs())
+    return float(gap.nan_to_num(nan=float("inf")).max())
 
 
 def _first(error: BaseException) -> str:
