@@ -115,16 +115,16 @@ _NEW_KIND = '''
 TABLE = (
     *TABLE,
     Kind(
-        name="callback",
-        plural="callbacks",
-        aliases=("hooks",),
-        hook="register_callbacks",
-        doc="""Register callbacks.
+        name="reporter",
+        plural="reporters",
+        aliases=("notifiers",),
+        hook="register_reporters",
+        doc="""Register reporters.
 
-        :param register: call ``register(name, factory, ...)`` once per callback.
+        :param register: call ``register(name, factory, ...)`` once per reporter.
         """,
-        sections=(Section("callbacks", "list", "Called as the run goes."),),
-        title="Callbacks",
+        sections=(Section("reporters", "list", "Called as the run goes."),),
+        title="Reporters",
         summary="an object the run calls",
     ),
 )
@@ -147,8 +147,8 @@ class Printer:
 
 
 @torchyard.hookimpl
-def register_callbacks(register):
-    register("printer", "tycallbacks:Printer")
+def register_reporters(register):
+    register("printer", "tyreporters:Printer")
 '''
 
 
@@ -163,11 +163,11 @@ def scratch(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         f.write(_NEW_KIND)
     site = root / "site"
     site.mkdir()
-    (site / "tycallbacks.py").write_text(textwrap.dedent(_PLUGIN))
-    info = site / "torchyard_callbacks-0.1.dist-info"
+    (site / "tyreporters.py").write_text(textwrap.dedent(_PLUGIN))
+    info = site / "torchyard_reporters-0.1.dist-info"
     info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: torchyard-callbacks\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text("[torchyard]\ncallbacks = tycallbacks\n")
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: torchyard-reporters\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[torchyard]\nreporters = tyreporters\n")
     return {**os.environ, "PYTHONPATH": os.pathsep.join([str(root / "src"), str(site)])}
 
 
@@ -178,18 +178,18 @@ def _torchyard(env: dict[str, str], *args: str, module: str = "torchyard", cwd: 
 
 
 def test_a_new_kind_is_listed_and_shown(scratch: dict[str, str]) -> None:
-    for word in ("callback", "callbacks", "Hooks"):
+    for word in ("reporter", "reporters", "Notifiers"):
         done = _torchyard(scratch, "list", word, "--json")
         assert done.returncode == 0, done.stderr
         rows = json.loads(done.stdout)
         assert [(r["kind"], r["name"], r["distribution"]) for r in rows] == [
-            ("callback", "printer", "torchyard-callbacks")
+            ("reporter", "printer", "torchyard-reporters")
         ]
     table = _torchyard(scratch, "list").stdout.splitlines()
-    assert [line.split()[:2] for line in table if line.startswith("callback")] == [["callback", "printer"]]
+    assert [line.split()[:2] for line in table if line.startswith("reporter")] == [["reporter", "printer"]]
     helped = _torchyard(scratch, "list", "--help", cwd=None)
-    assert "task, callback" in " ".join(helped.stdout.replace("│", " ").split())
-    shown = _torchyard(scratch, "show", "callbacks", "printer", "--json")
+    assert "callback, reporter" in " ".join(helped.stdout.replace("│", " ").split())
+    shown = _torchyard(scratch, "show", "reporters", "printer", "--json")
     assert shown.returncode == 0, shown.stderr
     params = {p["name"]: p for p in json.loads(shown.stdout)["params"]}
     assert params["every"]["default"] == 1
@@ -201,31 +201,31 @@ def test_a_new_kind_has_a_config_section(scratch: dict[str, str], tmp_path: Path
     done = _torchyard(scratch, "schema")
     assert done.returncode == 0, done.stderr
     schema = json.loads(done.stdout)
-    assert schema["properties"]["callbacks"]["type"] == "array"
-    assert schema["properties"]["callbacks"]["description"] == "Called as the run goes."
-    assert any(key.startswith("callback_") for key in schema["$defs"])
-    assert "callbacks" not in schema["required"]
+    assert schema["properties"]["reporters"]["type"] == "array"
+    assert schema["properties"]["reporters"]["description"] == "Called as the run goes."
+    assert any(key.startswith("reporter_") for key in schema["$defs"])
+    assert "reporters" not in schema["required"]
 
     config = tmp_path / "c.yaml"
     config.write_text(
         "model: {name: small_cnn}\ndata: {name: digits}\nloss: {name: cross_entropy}\n"
-        "optimizer: {name: adamw}\ncallbacks: [{name: printer, every: 2}]\n"
+        "optimizer: {name: adamw}\nreporters: [{name: printer, every: 2}]\n"
     )
     checked = _torchyard(scratch, "check", str(config), "--set", "trainer.device=cpu")
     assert checked.returncode == 0, checked.stderr
-    assert "callbacks: printer" in checked.stdout
+    assert "reporters: printer" in checked.stdout
 
     config.write_text(config.read_text().replace("{name: printer, every: 2}", "{name: printr}, {name: printer, evry: 2}"))
     refused = _torchyard(scratch, "check", str(config))
     assert refused.returncode == 2
     assert refused.stderr.splitlines() == [
-        "error: callbacks.0: unknown callback 'printr'; did you mean 'printer'?",
-        "error: callbacks.1.evry: unknown key; did you mean 'every'?",
+        "error: reporters.0: unknown reporter 'printr'; did you mean 'printer'?",
+        "error: reporters.1.evry: unknown key; did you mean 'every'?",
     ]
 
 
 def test_a_new_kind_is_in_the_generated_docs(scratch: dict[str, str]) -> None:
-    done = _torchyard(scratch, "torchyard-callbacks", module="torchyard.reference")
+    done = _torchyard(scratch, "torchyard-reporters", module="torchyard.reference")
     assert done.returncode == 0, done.stderr
-    assert "## Callbacks\n\n### `printer`\n" in done.stdout
+    assert "## Reporters\n\n### `printer`\n" in done.stdout
     assert "| `every` | int | `1` |  | Epochs between two prints. |" in done.stdout

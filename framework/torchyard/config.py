@@ -131,7 +131,11 @@ class TrainerConfig(ParamsModel):
         None, description="Stop early when the monitored value stops improving."
     )
     log_every_n_steps: int = Field(
-        10, ge=1, le=1_000_000_000, description="How often the progress bar's loss and throughput refresh."
+        10,
+        ge=1,
+        le=1_000_000_000,
+        description="How often the progress bar refreshes (in batches) and steps.csv gets a row "
+        "(step, epoch, loss, lr, grad_norm; in optimizer steps).",
     )
     limit_train_batches: int | None = Field(
         None, ge=1, le=1_000_000_000, description="Use only this many training batches per epoch (for smoke runs)."
@@ -302,6 +306,7 @@ class RunConfig(ParamsModel):
     writer: ComponentSpec | None = None
     #: After validation always set: the config's, or the dataset's declared task.
     task: ComponentSpec | None = None
+    callbacks: list[ComponentSpec] = Field(default_factory=list)
 
     def specs(self, kind: str | None = None) -> list[ComponentSpec]:
         """Every component section (of ``kind``) in this config, in table order."""

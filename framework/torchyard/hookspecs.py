@@ -26,6 +26,8 @@ from torchyard import kinds
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
+    import torch
+
     from torchyard.kinds import Kind
     from torchyard.registry import Register
     from torchyard.run import Run
@@ -78,9 +80,13 @@ REGISTRATION_HOOKS: dict[str, str] = {kind.name: kind.hook for kind in kinds.TAB
 # --------------------------------------------------------------------------
 # Lifecycle hooks
 #
-# Called by the training loop, for logging and callbacks. They observe the
-# run; an exception raised by one stops the run with a one-line error naming
-# the plugin and the hook (TORCHYARD_DEBUG=1 shows the traceback).
+# Called by the training loop, for logging and callbacks: the epoch-level
+# hooks below observe the run; the step-level hooks after them may act on it,
+# within the contract each states. Implemented by plugins (for every run) or
+# by the objects a config's ``callbacks`` section builds (for that run). An
+# exception raised by one stops the run with a one-line error naming the
+# plugin or callback and the hook (TORCHYARD_DEBUG=1 shows the traceback).
+# A hook that nothing implements costs nothing: the loop skips it.
 # --------------------------------------------------------------------------
 
 
@@ -121,4 +127,133 @@ def on_run_end(run: Run, summary: Mapping[str, Any]) -> None:
     :param run: the run.
     :param summary: the best monitored value, its epoch, the best and last
         checkpoint paths, the submission path, and the final metrics.
+    """
+
+
+# --------------------------------------------------------------------------
+# Step-level hooks
+#
+# They may act, within what each one's contract allows: change gradients in
+# place, read or change the weights between steps, keep state of their own in
+# checkpoints. ``step`` is the optimizer step count: the number of steps taken
+# so far (``on_after_optimizer_step`` sees the step just taken). What a hook
+# must not do: replace the model, the optimizer or their parameters (change
+# them in place), or start a new optimizer step.
+# --------------------------------------------------------------------------
+
+
+@hookspec
+def on_train_epoch_start(run: Run, epoch: int) -> None:
+    """Called before the epoch's first training batch (also when a resumed
+    run starts part-way through an epoch), with the model in training mode.
+
+    May change the weights in place (an averaging callback puts the training
+    weights back here).
+
+    :param run: the run.
+    :param epoch: the epoch about to train, counting from 1.
+    """
+
+
+@hookspec
+def on_after_backward(run: Run, step: int) -> None:
+    """Called once per optimizer step, after the backward pass of the
+    step's last (accumulated) batch and before gradient clipping.
+
+    Gradients are unscaled (under mixed precision) and may be read or
+    changed in place (``p.grad``); clipping, the non-finite check and the
+    optimizer step see what this hook leaves.
+
+    :param run: the run.
+    :param step: the optimizer steps taken before this one.
+    """
+
+
+@hookspec
+def on_before_optimizer_step(
+    run: Run, step: int, optimizer: torch.optim.Optimizer, grad_norm: float | None
+) -> None:
+    """Called after clipping, just before ``optimizer.step()``.
+
+    :param run: the run.
+    :param optimizer: the run's optimizer, about to step.
+    :param step: the optimizer steps taken before this one.
+    :param grad_norm: the total 2-norm of the gradients before clipping
+        (what ``clip_grad_norm_`` returns); computed only when something uses
+        it: this hook, ``steps.csv`` on its logging steps, or clipping by norm.
+        ``None`` when the step has no gradients.
+    """
+
+
+@hookspec
+def on_after_optimizer_step(run: Run, step: int, optimizer: torch.optim.Optimizer) -> None:
+    """Called after the optimizer step (and the step-wise LR schedule), with
+    gradients already zeroed. May read the updated weights or change them in
+    place (an exponential moving average updates its copy here).
+
+    :param run: the run.
+    :param optimizer: the run's optimizer, just stepped.
+    :param step: the optimizer steps taken so far, this one included.
+    """
+
+
+@hookspec
+def on_train_batch_end(run: Run, epoch: int, batch: int, step: int, loss: float) -> None:
+    """Called after every training batch (micro-batches too, under gradient
+    accumulation).
+
+    :param run: the run.
+    :param epoch: the epoch, counting from 1.
+    :param batch: the batch's index in the epoch, counting from 0.
+    :param step: the optimizer steps taken so far.
+    :param loss: the batch's loss (mean over processes under torch.distributed).
+    """
+
+
+@hookspec
+def on_train_epoch_end(run: Run, epoch: int) -> None:
+    """Called after the epoch's last training batch and before validation.
+
+    May change the weights in place: validation, the best checkpoint and the
+    epoch's checkpoints see what this hook leaves (an averaging callback
+    swaps its averaged weights in here, and back in ``on_train_epoch_start``).
+
+    :param run: the run.
+    :param epoch: the epoch just trained, counting from 1.
+    """
+
+
+@hookspec
+def on_step_logged(run: Run, step: int, metrics: Mapping[str, float]) -> None:
+    """Called every ``trainer.log_every_n_steps`` optimizer steps with the
+    row just added to ``steps.csv``: ``step``, ``epoch``, ``loss`` (the mean
+    over the steps since the last row), ``lr`` and ``grad_norm``.
+
+    :param run: the run.
+    :param step: the optimizer steps taken so far.
+    :param metrics: the row: ``step``, ``epoch``, ``loss``, ``lr``, ``grad_norm``.
+    """
+
+
+@hookspec
+def on_save_checkpoint(run: Run, state: dict[str, Any]) -> None:
+    """Called whenever a checkpoint is written, to keep the implementer's own
+    state in it.
+
+    :param run: the run.
+    :param state: a dict of this plugin's (or callback's) own, empty at
+        first: put what resuming needs into it (tensors, numbers, strings,
+        lists and dicts of them). It is saved under the plugin's name and
+        given back to ``on_load_checkpoint`` on ``--resume``.
+    """
+
+
+@hookspec
+def on_load_checkpoint(run: Run, state: dict[str, Any]) -> None:
+    """Called on ``--resume`` with what ``on_save_checkpoint`` kept, after the
+    model, optimizer and schedule are restored and before training goes on.
+    Not called when the checkpoint holds nothing of this plugin's.
+
+    :param run: the run.
+    :param state: what this plugin's ``on_save_checkpoint`` put into its dict.
     """

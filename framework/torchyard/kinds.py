@@ -435,6 +435,34 @@ TABLE: tuple[Kind, ...] = (
         summary="a `torchyard.tasks.Task`: the rules of one kind of problem",
         conformance="torchyard.testing:_check_task",
     ),
+    Kind(
+        name="callback",
+        plural="callbacks",
+        hook="register_callbacks",
+        doc="""Register callback factories.
+
+        A callback factory returns an object whose methods, decorated with
+        ``@torchyard.hookimpl``, implement lifecycle hooks -- the step-level
+        ones included (``on_after_optimizer_step``, ``on_train_epoch_end``,
+        ``on_save_checkpoint``, ...) -- for the runs whose config lists it
+        under ``callbacks``. A plugin's own hook implementations act on every
+        run; a callback acts on the runs that ask for it, with its
+        parameters. Its hooks are called after the plugins', in config order.
+
+        :param register: call ``register(name, factory, ...)`` once per callback.
+        """,
+        sections=(
+            Section(
+                "callbacks",
+                "list",
+                "Callbacks acting on the training loop through its hooks (weight averaging, ...), "
+                "in the order their hooks are called.",
+            ),
+        ),
+        title="Callbacks",
+        summary="an object with `@torchyard.hookimpl` methods named after lifecycle hooks",
+        conformance="torchyard.testing:_check_callback",
+    ),
 )
 
 # Everything below reads TABLE when called, never at import: a kind appended

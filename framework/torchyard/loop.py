@@ -14,9 +14,7 @@ import functools
 import json
 import math
 import signal
-import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +23,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from torchyard import distributed
+from torchyard.callbacks import LIFECYCLE_HOOKS
 from torchyard.checkpoint import load_checkpoint, load_model_weights, pack, save_checkpoint
 from torchyard.config import jsonable_config
 from torchyard.console import Reporter
@@ -33,6 +32,8 @@ from torchyard.files import atomic_link, atomic_write
 from torchyard.inference import Outputs, Scorer, collect, forward
 from torchyard.resume import ResumableSampler, capture_rng, require_resume_state, restore_rng
 from torchyard.run import Run
+from torchyard.steplog import StepLog
+from torchyard.stops import StopRequest, stop_requests
 from torchyard.topk import TopK
 
 __all__ = ["FitResult", "Trainer", "TrainingInterrupted", "write_metrics_csv"]
@@ -102,7 +103,7 @@ class Trainer:
 
             ids = [run.device.index] if run.device.type == "cuda" else None
             self.train_model = DistributedDataParallel(run.model, device_ids=ids)
-        self._stop = _StopRequest()
+        self._stop = StopRequest()
         self._parameters = [p for p in run.model.parameters() if p.requires_grad]
         self._found_inf: torch.Tensor | None = None
         self._one: torch.Tensor | None = None
@@ -110,6 +111,11 @@ class Trainer:
         self._epoch_generator_state: torch.Tensor | None = None
         self._train_generator = torch.Generator()
         self._scorer = Scorer(run.loss_fn, run.metrics, run.device)
+        #: which lifecycle hooks anything implements: the loop skips the others
+        self._acting = {hook: run.hooks.implemented(hook) for hook in LIFECYCLE_HOOKS}
+        self._steps = StepLog(
+            run.out_dir / "steps.csv" if self._main else None, run.trainer.log_every_n_steps
+        )
 
     @functools.cached_property
     def _config_json(self) -> dict[str, Any]:
@@ -136,9 +142,10 @@ class Trainer:
         val_loader = run.loader("val")
         assert train_loader is not None  # build_run checked the data
         progress = self._start(train_loader, resume)
-        run.host.call("on_run_start", run=run)
+        run.hooks.call("on_run_start", run=run)
+        self._steps.open(self.global_step if resume is not None else None)
         try:
-            with _stop_requests(self._stop):
+            with stop_requests(self._stop):
                 for epoch in range(progress.first_epoch, run.trainer.max_epochs + 1):
                     row = self._run_epoch(epoch, train_loader, val_loader, progress)
                     improved = self._track_best(row, progress)
@@ -148,6 +155,7 @@ class Trainer:
                     if self._stops_early(progress):
                         break
         finally:
+            self._steps.close()
             self.reporter.stop()
         return progress.result
 
@@ -194,6 +202,8 @@ class Trainer:
         sampler.skip = progress.done * (train_loader.batch_size or 1)
         sums = self._train_epoch(epoch, train_loader, progress)
         progress.done = 0
+        if self._acting["on_train_epoch_end"]:
+            run.hooks.call("on_train_epoch_end", run=run, epoch=epoch)
         row: dict[str, Any] = {
             "epoch": epoch,
             "step": self.global_step,
@@ -206,7 +216,7 @@ class Trainer:
         if val_loader is not None:
             val = self.validate(val_loader)
             row.update(val)
-            run.host.call("on_validation_end", run=run, epoch=epoch, metrics=val)
+            run.hooks.call("on_validation_end", run=run, epoch=epoch, metrics=val)
         assert run.optimizer is not None
         row["lr"] = float(run.optimizer.param_groups[0]["lr"])
         if run.scheduler is not None:
@@ -249,7 +259,7 @@ class Trainer:
             write_metrics_csv(run.out_dir / "metrics.csv", progress.result.rows)
         self.reporter.stop()
         self.reporter.epoch_line(epoch, run.trainer.max_epochs, row, improved, run.monitor)
-        run.host.call("on_epoch_end", run=run, epoch=epoch, metrics=dict(row))
+        run.hooks.call("on_epoch_end", run=run, epoch=epoch, metrics=dict(row))
 
     def _stops_early(self, progress: _Progress) -> bool:
         stopping = self.run.trainer.early_stopping
@@ -272,17 +282,29 @@ class Trainer:
             total = min(total, trainer.limit_train_batches)
         self.reporter.start_epoch(epoch, trainer.max_epochs, total - first)
         self.train_model.train()
+        if self._acting["on_train_epoch_start"]:
+            run.hooks.call("on_train_epoch_start", run=run, epoch=epoch)
         run.optimizer.zero_grad(set_to_none=True)
         window_samples, window_start = 0, time.perf_counter()
+        steps, acting = self._steps, self._acting
         for index, batch in enumerate(loader, start=first):
             if index >= total:
                 break
             boundary = (index + 1) % accumulate == 0 or index + 1 == total
             value, n = self._train_step(epoch, index, batch, boundary, sums)
+            steps.add(value)
             if boundary:
-                self._optimizer_step(epoch, index, trainer.on_nonfinite_loss == "skip", sums)
+                grad_norm = self._optimizer_step(epoch, index, trainer.on_nonfinite_loss == "skip", sums)
                 if run.scheduler is not None:
                     run.scheduler.after_optimizer_step()
+                if acting["on_after_optimizer_step"]:
+                    run.hooks.call("on_after_optimizer_step", run=run, step=self.global_step, optimizer=run.optimizer)
+                if steps.due(self.global_step):
+                    self._log_step(epoch, grad_norm)
+            if acting["on_train_batch_end"]:
+                run.hooks.call(
+                    "on_train_batch_end", run=run, epoch=epoch, batch=index, step=self.global_step, loss=value
+                )
             window_samples += n
             if (index + 1) % log_every == 0 or index + 1 == total:
                 now = time.perf_counter()
@@ -371,27 +393,37 @@ class Trainer:
 
     def _optimizer_step(
         self, epoch: int, index: int, skip_nonfinite: bool, sums: _EpochSums
-    ) -> None:
-        """Clip, check and apply the accumulated gradients.
+    ) -> float | None:
+        """Clip, check and apply the accumulated gradients; the gradient norm
+        before clipping, when something needed it (else ``None``).
 
         Without a grad scaler, a NaN or inf anywhere in the gradients stops
         training (or, with ``on_nonfinite_loss: skip``, drops this update);
         a grad scaler skips such steps itself. Either way the step counts, so
         the LR schedule keeps its pace.
         """
-        run, trainer = self.run, self.run.trainer
+        run, trainer, acting = self.run, self.run.trainer, self._acting
         optimizer = run.optimizer
         assert optimizer is not None
         parameters = [p for p in self._parameters if p.grad is not None]
         clip, algorithm = trainer.gradient_clip_val, trainer.gradient_clip_algorithm
-        if self.scaler is not None and clip is not None:
+        by_norm = clip is not None and algorithm == "norm"
+        want_norm = acting["on_before_optimizer_step"] or self._steps.due(self.global_step + 1)
+        if self.scaler is not None and (clip is not None or want_norm or acting["on_after_backward"]):
             self.scaler.unscale_(optimizer)
+        if acting["on_after_backward"]:
+            run.hooks.call("on_after_backward", run=run, step=self.global_step)
+        norm = None
+        if parameters and clip is not None and by_norm:
+            norm = torch.nn.utils.clip_grad_norm_(parameters, clip)
+        elif parameters and want_norm:
+            norm = torch.nn.utils.get_total_norm([p.grad for p in parameters if p.grad is not None])
         if clip is not None and algorithm == "value":
             torch.nn.utils.clip_grad_value_(parameters, clip)
         update = bool(parameters)
         if parameters and self.scaler is None:
-            if clip is not None and algorithm == "norm":
-                finite = bool(torch.isfinite(torch.nn.utils.clip_grad_norm_(parameters, clip)))
+            if by_norm and norm is not None:
+                finite = bool(torch.isfinite(norm))
             else:
                 finite = self._gradients_finite([p.grad for p in parameters if p.grad is not None])
             if not finite:
@@ -404,8 +436,11 @@ class Trainer:
                     )
                 sums.skipped += 1
                 update = False
-        elif parameters and clip is not None and algorithm == "norm":
-            torch.nn.utils.clip_grad_norm_(parameters, clip)
+        grad_norm = float(norm) if norm is not None and want_norm else None
+        if acting["on_before_optimizer_step"]:
+            run.hooks.call(
+                "on_before_optimizer_step", run=run, step=self.global_step, optimizer=optimizer, grad_norm=grad_norm
+            )
         if self.scaler is not None:
             if update:
                 self.scaler.step(optimizer)  # skips the step itself on inf/NaN gradients
@@ -414,6 +449,15 @@ class Trainer:
             optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         self.global_step += 1
+        return grad_norm
+
+    def _log_step(self, epoch: int, grad_norm: float | None) -> None:
+        """A row of ``steps.csv``, and the ``on_step_logged`` hook."""
+        assert self.run.optimizer is not None
+        lr = float(self.run.optimizer.param_groups[0]["lr"])
+        row = self._steps.record(self.global_step, epoch, lr, grad_norm)
+        if self._acting["on_step_logged"]:
+            self.run.hooks.call("on_step_logged", run=self.run, step=self.global_step, metrics=row)
 
     def load_best(self, result: FitResult) -> bool:
         """Load the best checkpoint's weights into the model (process 0 reads
@@ -510,7 +554,10 @@ class Trainer:
                 "best_epoch": result.best_epoch,
                 "patience_left": progress.patience_left,
                 "world_size": self._world,
+                "steps_window": self._steps.state(),
             },
+            # what plugins and callbacks keep (on_save_checkpoint), by their name
+            "callbacks": run.hooks.save_states(run=run) if self._acting["on_save_checkpoint"] else {},
             "rng": rng,
             "loader_generator": generator,
             "config": self._config_json,
@@ -552,6 +599,10 @@ class Trainer:
             if target is not None and payload.get(key) is not None:
                 target.load_state_dict(payload[key])
         self.global_step = int(payload["global_step"])
+        self._steps.restore(saved.get("steps_window"))
+        unknown = run.hooks.load_states(payload.get("callbacks") or {}, run=run)
+        if unknown:
+            self.reporter.warn(f"--resume: the checkpoint keeps state of {', '.join(unknown)}, which this run lacks; ignored")
         result = progress.result
         result.rows = [dict(r) for r in saved["rows"]]
         result.best_value = payload.get("best_value")
@@ -567,38 +618,6 @@ class Trainer:
             return
         progress.first_epoch, progress.done = int(saved["epoch"]), int(saved["batches"])
         progress.sums = _EpochSums(float(saved["loss_sum"]), int(saved["samples"]), int(saved["skipped"]))
-
-
-class _StopRequest:
-    """Set by the SIGINT/SIGTERM handler; read by the loop between steps."""
-
-    def __init__(self) -> None:
-        self.signum = 0
-
-
-@contextlib.contextmanager
-def _stop_requests(request: _StopRequest) -> Iterator[None]:
-    """While training: the first SIGINT or SIGTERM asks the loop to stop after
-    the current step (and write a resumable checkpoint); a second one acts as
-    usual (KeyboardInterrupt, or termination)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous: dict[int, Any] = {}
-
-    def handler(signum: int, frame: Any) -> None:
-        request.signum = signum
-        signal.signal(signum, previous[signum])
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        before = signal.getsignal(sig)
-        previous[sig] = before if before is not None else signal.SIG_DFL
-        signal.signal(sig, handler)
-    try:
-        yield
-    finally:
-        for number, before in previous.items():
-            signal.signal(number, before)
 
 
 _NULL = contextlib.nullcontext()

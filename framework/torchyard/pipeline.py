@@ -127,7 +127,7 @@ def finish_run(
     if distributed.is_main():
         with atomic_write(run.out_dir / "summary.json") as f:
             json.dump(summary, f, indent=2)
-    run.host.call("on_run_end", run=run, summary=summary)
+    run.hooks.call("on_run_end", run=run, summary=summary)
     return summary
 
 

@@ -30,7 +30,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -67,6 +67,45 @@ def _trace(plugin: str, hook: str, started: float, error: BaseException | None =
     elapsed = (time.perf_counter() - started) * 1000
     outcome = f" raised {type(error).__name__}" if error is not None else ""
     print(f"trace: {plugin} {hook} {elapsed:.2f} ms{outcome}", file=sys.stderr)
+
+
+@dataclass(frozen=True)
+class HookCall:
+    """One implementation of a lifecycle hook, ready to call."""
+
+    #: Who implements it, for messages: ``plugin 'x'``, ``callback 'ema' (callbacks.0)``.
+    label: str
+    #: The plugin's registered name: traces and checkpoint state are keyed by it.
+    name: str
+    function: Callable[..., Any]
+    argnames: tuple[str, ...]
+
+
+def hook_calls(pm: pluggy.PluginManager, hook_name: str, label: Callable[[str], str]) -> list[HookCall]:
+    """``pm``'s implementations of ``hook_name`` in registration order (pluggy
+    lists the last registered first), labelled by ``label(plugin_name)``."""
+    return [
+        HookCall(label(impl.plugin_name), impl.plugin_name, impl.function, tuple(impl.argnames))
+        for impl in reversed(getattr(pm.hook, hook_name).get_hookimpls())
+    ]
+
+
+def call_each(calls: Iterable[HookCall], hook_name: str, kwargs: dict[str, Any]) -> None:
+    """Call every implementation with the keyword arguments it takes.
+
+    :raises PluginError: an implementation raised; the message names it.
+    """
+    trace = tracing()
+    for call in calls:
+        started = time.perf_counter()
+        try:
+            call.function(**{arg: kwargs[arg] for arg in call.argnames})
+        except Exception as e:  # noqa: BLE001 - reported with the implementer's name
+            if trace:
+                _trace(call.name, hook_name, started, e)
+            raise PluginError(f"{call.label} failed in {hook_name}: {_err(e)}") from e
+        if trace:
+            _trace(call.name, hook_name, started)
 
 
 @dataclass(frozen=True)
@@ -113,20 +152,12 @@ class PluginHost:
         :raises PluginError: a plugin's implementation raised; the message
             names the plugin (``TORCHYARD_DEBUG=1`` shows the traceback).
         """
-        caller = getattr(self.pm.hook, hook_name)
-        trace = tracing()
-        for impl in reversed(caller.get_hookimpls()):  # pluggy's order: last registered first
-            started = time.perf_counter()
-            try:
-                impl.function(**{arg: kwargs[arg] for arg in impl.argnames})
-            except Exception as e:  # noqa: BLE001 - reported with the plugin's name
-                if trace:
-                    _trace(impl.plugin_name, hook_name, started, e)
-                raise PluginError(
-                    f"plugin '{impl.plugin_name}' failed in {hook_name}: {_err(e)}"
-                ) from e
-            if trace:
-                _trace(impl.plugin_name, hook_name, started)
+        call_each(self.implementations(hook_name), hook_name, kwargs)
+
+    def implementations(self, hook_name: str) -> list[HookCall]:
+        """The plugins' implementations of lifecycle hook ``hook_name``, in
+        call order (registration order)."""
+        return hook_calls(self.pm, hook_name, lambda name: f"plugin '{name}'")
 
     # -- loading -------------------------------------------------------------
 

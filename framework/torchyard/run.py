@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from torchyard import kinds
 from torchyard.batch_transforms import BatchTransforms, build_batch_transforms
+from torchyard.callbacks import RunHooks
 from torchyard.config import (
     LoaderConfig,
     RunConfig,
@@ -88,6 +89,8 @@ class Run:
     writer: Any
     monitor: str
     mode: Literal["min", "max"]
+    #: The run's lifecycle hooks: the plugins', then its callbacks' (``hooks.call("on_...", ...)``).
+    hooks: RunHooks
     #: The task's rules: outputs, targets, averaging, reports.
     task: Task = field(default_factory=Task)
     #: Test-time augmentation views (callables on input batches), if any.
@@ -334,6 +337,10 @@ def build_run(
     if train:
         _probe(cfg, data, task, model, loss_fn, metrics, device, precision)
         batch_transforms = build_batch_transforms(cfg, task, data, model, loss_fn, device)
+    callbacks = [
+        (f"callbacks.{i}", spec.record, build_component(spec, context=context, where=f"callbacks.{i}"))
+        for i, spec in enumerate(cfg.callbacks)
+    ]
     check_ids = getattr(writer, "check_ids", None)
     if callable(check_ids) and data.test_ids is not None:
         # refuse a submission that cannot match its template before training
@@ -353,6 +360,7 @@ def build_run(
         writer=writer,
         monitor=monitor,
         mode=mode,
+        hooks=RunHooks(host, callbacks),
         resolved={k: v for k, v in resolved.items() if v},
         extras=extras,
         tta=[Compose([build_component(spec) for spec in view]) for view in cfg.tta],

@@ -345,3 +345,14 @@ def _check_task(record: ComponentRecord, params: dict[str, Any]) -> None:
     task = _build(record, params)
     assert isinstance(task, Task), f"returned {type(task).__name__}, not a torchyard.tasks.Task"
     assert isinstance(task.name, str) and task.name, "the task has no name"
+
+
+def _check_callback(record: ComponentRecord, params: dict[str, Any]) -> None:
+    from torchyard.callbacks import check_callback
+    from torchyard.errors import ConfigError
+
+    callback = _build(record, params)
+    try:
+        check_callback(callback, "callbacks.0", record.name)
+    except ConfigError as e:
+        raise AssertionError(str(e).split(": ", 2)[-1]) from None
