@@ -342,6 +342,16 @@ def test_check_refuses_a_head_loss_without_soft_targets(builtin_host: PluginHost
     )
 
 
+def test_a_misspelt_transforms_key_gets_a_suggestion(builtin_host: PluginHost, digits_config: dict[str, Any]) -> None:
+    config = _mixup_config(digits_config)
+    config["transforms"]["batch_off_last_epoch"] = 1
+    with pytest.raises(ConfigError) as raised:
+        validate_config(config, builtin_host.registry)
+    assert list(raised.value.problems) == [
+        "transforms.batch_off_last_epoch: unknown key; did you mean 'batch_off_last_epochs'?"
+    ]
+
+
 def test_the_cli_check_refuses_with_one_line_and_exit_2(cli: Any, write_config: Any, digits_config: dict[str, Any]) -> None:
     config = _mixup_config(digits_config)
     config["loss"] = {"name": "f1"}

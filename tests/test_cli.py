@@ -51,6 +51,7 @@ def test_list_json(cli: Any) -> None:
         "plugin": "builtin-losses",
         "distribution": "torchyard",
         "version": torchyard.__version__,
+        "options": {"soft_targets": True},
     }
     assert {r["kind"] for r in rows} == {"model", "dataset", "loss", "optimizer", "scheduler", "metric", "writer", "transform", "task"}
     plateau = next(r for r in rows if r["name"] == "reduce_lr_on_plateau")

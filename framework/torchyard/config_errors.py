@@ -109,7 +109,9 @@ def _allowed_keys(
         return list(SplitConfig.model_fields)
     found = _section_at(loc)
     if found is not None and found[1].shape == "splits" and len(loc) == 1:
-        return [key for key, _ in found[1].splits]
+        # the lists, and the settings of the section's static model (transforms.batch_off_last_epochs)
+        static = getattr(RunConfig.model_fields.get(section), "annotation", None)
+        return list(dict.fromkeys([key for key, _ in found[1].splits] + list(getattr(static, "model_fields", {}))))
     kind = _kind_at(loc)
     spec = _get(data, loc)
     if kind is None or not isinstance(spec, Mapping):
