@@ -86,16 +86,20 @@ def torch_test_inputs() -> Any:
 def test_top_k_survives_an_exact_resume(
     cli: Any, tmp_path: Path, write_config: Any, digits_config: dict[str, Any]
 ) -> None:
-    config = _config(write_config, digits_config, 4, save_top_k=2)
-    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    config = _config(write_config, digits_config, 4, save_top_k=3)  # so an epoch before the resume is kept
+    straight, resumed, moved = tmp_path / "straight", tmp_path / "resumed", tmp_path / "moved"
     assert cli("run", config, "--out", straight).exit_code == 0
     assert cli("run", config, "--out", resumed, "--set", "trainer.max_epochs=2").exit_code == 0
+    # resumed into another directory (the kept checkpoints come along), then in place
+    result = cli("run", config, "--resume", resumed, "--allow-changes", "--out", moved)
+    assert result.exit_code == 0, result.output
     result = cli("run", config, "--resume", resumed, "--allow-changes")
     assert result.exit_code == 0, result.output
-    names = [sorted(p.name for p in (r / "checkpoints" / "top").iterdir()) for r in (straight, resumed)]
-    assert names[0] == names[1] == sorted(f"epoch={e:03d}.pt" for e, _ in _expected_top(straight, 2))
-    tops = [json.loads((r / "summary.json").read_text())["top_k"] for r in (straight, resumed)]
-    assert [(e["epoch"], e["value"]) for e in tops[0]] == [(e["epoch"], e["value"]) for e in tops[1]]
+    expected = sorted(f"epoch={e:03d}.pt" for e, _ in _expected_top(straight, 3))
+    tops = [json.loads((r / "summary.json").read_text())["top_k"] for r in (straight, resumed, moved)]
+    for run, top in zip((straight, resumed, moved), tops, strict=True):
+        assert sorted(p.name for p in (run / "checkpoints" / "top").iterdir()) == expected
+        assert [(e["epoch"], e["value"]) for e in top] == [(e["epoch"], e["value"]) for e in tops[0]]
 
 
 def test_top_k_needs_kept_checkpoints(cli: Any, tmp_path: Path, write_config: Any, digits_config: dict[str, Any]) -> None:

@@ -36,6 +36,7 @@ def _read_run(run_dir: Path, host: PluginHost) -> tuple[Any, dict[str, Any], pd.
     import pandas as pd
 
     from torchyard.config import read_config_file, validate_config
+    from torchyard.predfiles import value_columns
 
     where = f"ensemble: {run_dir}"
     for name in ("config.yaml", "summary.json", "test_predictions.csv"):
@@ -47,6 +48,8 @@ def _read_run(run_dir: Path, host: PluginHost) -> tuple[Any, dict[str, Any], pd.
         frame = pd.read_csv(run_dir / "test_predictions.csv", dtype={"id": str}, keep_default_na=False)
     except (OSError, ValueError) as e:
         raise ConfigError(f"{where}: cannot read its predictions: {e}") from None
+    if "id" not in frame.columns or not value_columns(frame):
+        raise ConfigError(f"{where}: test_predictions.csv has no id and prob_<k> or value_<k> columns")
     return config, summary, frame
 
 
@@ -66,6 +69,8 @@ def ensemble_runs(
     from torchyard.data import Predictions
     from torchyard.factories import build_component
     from torchyard.files import atomic_write
+    from torchyard.inference import Outputs
+    from torchyard.predfiles import value_columns, write_predictions
     from torchyard.run import build_task
 
     if len(run_dirs) < 2:
@@ -79,15 +84,15 @@ def ensemble_runs(
     runs = [_read_run(Path(d), host) for d in run_dirs]
     first_config, first_summary, first = runs[0]
     task_name = first_config.task.record.name
-    columns = list(first.columns[1:])
+    columns = value_columns(first)
     ids = first["id"].tolist()
     arrays = []
     for run_dir, (config, _, frame) in zip(run_dirs, runs, strict=True):
         where = f"ensemble: {run_dir}"
         if config.task.record.name != task_name:
             raise ConfigError(f"{where}: predicts a {config.task.record.name} task, the first run {task_name}")
-        if list(frame.columns[1:]) != columns:
-            raise ConfigError(f"{where}: its predictions have columns {list(frame.columns[1:])[:6]}, the first run's {columns[:6]}")
+        if value_columns(frame) != columns:
+            raise ConfigError(f"{where}: its predictions have columns {value_columns(frame)[:6]}, the first run's {columns[:6]}")
         if frame["id"].tolist() != ids:
             if sorted(frame["id"]) != sorted(ids):
                 missing = sorted(set(ids) - set(frame["id"]))[:3] or sorted(set(frame["id"]) - set(ids))[:3]
@@ -115,11 +120,7 @@ def ensemble_runs(
         record["fit"] = fit.record()
     with atomic_write(out_dir / "ensemble.json") as f:
         json.dump(record, f, indent=2)
-    frame = first[["id"]].copy()
-    for k, column in enumerate(columns):
-        frame[column] = mean[:, k]
-    with atomic_write(out_dir / "test_predictions.csv") as f:
-        frame.to_csv(f, index=False, float_format="%.8g", lineterminator="\n")
+    write_predictions(out_dir / "test_predictions.csv", ids, Outputs(mean, kind), task)
     if first_config.writer is None:
         return None, record
     writer = build_component(first_config.writer, where="writer")
