@@ -168,7 +168,7 @@ def test_export_errors_are_one_line(trained: tuple[Path, Path], tmp_path: Path) 
 
 def test_last_checkpoint_and_a_checkpoint_file(trained: tuple[Path, Path], tmp_path: Path) -> None:
     _, run_dir = trained
-    cases = {"last": "last.pt", "checkpoints/last.pt": "last.pt", str(run_dir / "checkpoints" / "best.pt"): "best.pt"}
+    cases = {"best": "best.pt", "last": "last.pt", "checkpoints/last.pt": "last.pt", str(run_dir / "checkpoints" / "best.pt"): "best.pt"}
     for n, (checkpoint, name) in enumerate(cases.items()):
         out = tmp_path / f"out{n}"
         result = Cli()("export", run_dir, "--checkpoint", checkpoint, "--out", out)
@@ -230,7 +230,7 @@ def test_kfold_run_exports_every_fold(tmp_path: Path) -> None:
     out = tmp_path / "weights"
     result = Cli()("export", run_dir, "--out", out)
     assert result.exit_code == 0, result.output
-    assert "2 fold models" in result.stdout
+    assert "2 models, averaged when loaded" in result.stdout
     assert _files(out) == ["config.yaml", "export.json", "fold_0.safetensors", "fold_1.safetensors"]
     assert json.loads((out / "export.json").read_text())["folds"] == 2
     images = _digit_images(15)
@@ -300,3 +300,24 @@ def test_the_difference_counts_nan_on_one_side_as_infinitely_far() -> None:
 def test_a_model_failing_on_the_sample_is_named() -> None:
     with pytest.raises(ConfigError, match=r"export: model 'm' from plugin p fails on 8 samples: .*shapes"):
         export._eager(torch.nn.Linear(3, 2), torch.randn(8, 5), "model 'm' from plugin p", "8 samples")
+
+
+@pytest.mark.slow
+def test_a_top_k_run_exports_the_checkpoints_of_its_submission(tmp_path: Path) -> None:
+    config = _digits_config(tmp_path)
+    data = yaml.safe_load(config.read_text())
+    data["trainer"].update(max_epochs=2, save_top_k=2, predict_with="top_k")
+    config.write_text(yaml.safe_dump(data))
+    run_dir = tmp_path / "run"
+    assert Cli()("run", config, "--out", run_dir).exit_code == 0
+    out = tmp_path / "weights"
+    result = Cli()("export", run_dir, "--out", out)  # default: as the run made its submission
+    assert result.exit_code == 0, result.output
+    assert _files(out) == ["config.yaml", "epoch_001.safetensors", "epoch_002.safetensors", "export.json"]
+    images = _digit_images(12)
+    np.testing.assert_allclose(
+        torchyard.load(out).predict(images).outputs, torchyard.load(run_dir).predict(images).outputs, rtol=1e-6
+    )
+    result = Cli()("export", run_dir, "--checkpoint", "best", "--out", tmp_path / "best")
+    assert result.exit_code == 0, result.output
+    assert _files(tmp_path / "best") == ["config.yaml", "export.json", "model.safetensors"]

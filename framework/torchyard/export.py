@@ -97,7 +97,7 @@ def export_run(
     run_dir: str | Path,
     format: str,
     *,
-    checkpoint: str = "best",
+    checkpoint: str | None = None,
     out: str | Path | None = None,
     force: bool = False,
     tolerance: float = TOLERANCE,
@@ -106,8 +106,11 @@ def export_run(
     """Export a run's model(s) in ``format`` (``weights``, ``onnx`` or
     ``torch-export``) into ``out`` (default ``RUN_DIR/export/<format>``).
 
-    :param checkpoint: ``best`` (every fold's for a k-fold run), ``last``,
-        or a checkpoint file (as given, or relative to ``run_dir``).
+    :param checkpoint: ``best`` (every fold's for a k-fold run), ``top_k``
+        (the ones ``trainer.save_top_k`` kept), ``last``, or a checkpoint
+        file (as given, or relative to ``run_dir``); None: those the run
+        made its submission with (``trainer.predict_with``), as
+        :func:`torchyard.load` of the run directory predicts.
     :param force: write into a non-empty ``out``: files of the same names and
         the models of an earlier export there are replaced, other files stay.
     :param tolerance: see :data:`TOLERANCE`.
@@ -132,7 +135,7 @@ def export_run(
     out_dir = _out_dir(Path(out) if out is not None else run_dir / "export" / format, force)
     config, payloads, models = _load_models(checkpoints, host)
     sample, described = _sample(config, payloads[0])
-    names = ["model"] if len(models) == 1 else [f"fold_{k}" for k in range(len(models))]
+    names = _model_names(checkpoints)
     who = f"model '{config.model.record.name}' from plugin {config.model.record.source}"
     task_state = _task_state(checkpoints[0], payloads[0])
     with _staging(out_dir) as staging:
@@ -247,15 +250,15 @@ def _read_manifest(directory: Path) -> dict[str, Any]:
 # -- what to export ------------------------------------------------------------------
 
 
-def _checkpoints(run_dir: Path, checkpoint: str) -> list[Path]:
+def _checkpoints(run_dir: Path, checkpoint: str | None) -> list[Path]:
     from torchyard.pipeline import resolve_checkpoints
 
-    if checkpoint == "best":
-        return resolve_checkpoints(run_dir)
+    if checkpoint in (None, "best", "top_k"):
+        return resolve_checkpoints(run_dir, checkpoint)  # type: ignore[arg-type]  # one of these
     if checkpoint == "last":
         if (run_dir / MANIFEST).is_file():
             raise ConfigError(f"--checkpoint last: {run_dir} is an export; it keeps one set of weights")
-        last = [p.with_name("last.pt") for p in resolve_checkpoints(run_dir)]
+        last = [p.with_name("last.pt") for p in resolve_checkpoints(run_dir, "best")]
         missing = [str(p) for p in last if not p.is_file()]
         if missing:
             raise ConfigError(f"--checkpoint last: no {missing[0]}")
@@ -265,9 +268,29 @@ def _checkpoints(run_dir: Path, checkpoint: str) -> list[Path]:
         if candidate.is_file():
             return [candidate]
     raise ConfigError(
-        f"--checkpoint {checkpoint}: expected best, last or a checkpoint file; no such file "
+        f"--checkpoint {checkpoint}: expected best, top_k, last or a checkpoint file; no such file "
         f"(also not in {run_dir})"
     )
+
+
+def _model_names(checkpoints: list[Path]) -> list[str]:
+    """``model`` for one checkpoint; for several, names from where each
+    was: ``fold_2`` (a fold's best), ``epoch_007`` (a top-k checkpoint),
+    ``fold_2_epoch_007``."""
+    if len(checkpoints) == 1:
+        return ["model"]
+    names = []
+    for path in checkpoints:
+        if path.suffix == ".safetensors":  # an export's own weights, exported again
+            names.append(path.stem)
+            continue
+        parts = [p.name for p in path.parents if p.name.startswith("fold_")][:1]
+        if path.parent.name == "top":
+            parts.append(path.stem.replace("=", "_"))
+        names.append("_".join(parts))
+    if len(set(names)) != len(names) or not all(names):
+        return [f"model_{i}" for i in range(len(checkpoints))]
+    return names
 
 
 def _load_models(
@@ -355,7 +378,7 @@ def _metadata(payload: dict[str, Any], task_state: dict[str, Any], source: Path)
 def _manifest(
     format: str,
     run_dir: Path,
-    checkpoint: str,
+    checkpoint: str | None,
     checkpoints: list[Path],
     written: list[Path],
     payload: dict[str, Any],
@@ -372,10 +395,10 @@ def _manifest(
         "version": VERSION,
         "export": format,
         "source": str(run_dir.resolve()),
-        "checkpoint": checkpoint,
+        "checkpoint": checkpoint,  # None: those of the run's submission
         "checkpoints": [str(p.resolve()) for p in checkpoints],
         "models": models,
-        "folds": len(models) if len(models) > 1 else None,
+        "folds": len({m.split("_epoch")[0] for m in models if m.startswith("fold_")}) or None,
         "files": [p.name for p in written],
         "task": data.get("task"),
         "output_kind": build_task(config).output_kind,

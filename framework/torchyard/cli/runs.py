@@ -289,13 +289,19 @@ def export(
             "--format",
             "-f",
             help="weights (safetensors and the config: torchyard.load, torchyard predict -c), "
-            "onnx (needs torchyard[export]) or torch-export (a torch.export .pt2 program).",
+            "onnx (needs torchyard\\[export]) or torch-export (a torch.export .pt2 program).",
         ),
     ] = "weights",
     checkpoint: Annotated[
-        str,
-        typer.Option("--checkpoint", "-c", help="best (every fold's for a k-fold run), last, or a checkpoint file."),
-    ] = "best",
+        str | None,
+        typer.Option(
+            "--checkpoint",
+            "-c",
+            help="best (every fold's for a k-fold run), top_k (those trainer.save_top_k kept), last, "
+            "or a checkpoint file; default: those the run made its submission with.",
+            show_default=False,
+        ),
+    ] = None,
     out: Annotated[
         Path | None,
         typer.Option("--out", "-o", help="Where the export goes (new or empty; default RUN_DIR/export/FORMAT).", show_default=False),
@@ -316,8 +322,10 @@ def export(
         run_dir, format, checkpoint=checkpoint, out=out, force=force, tolerance=tolerance, host=host()
     )
     models = len(result.checkpoints)
-    what = f"{models} fold models" if models > 1 else "1 model"
-    typer.echo(f"exported {result.format} ({what}, {checkpoint} checkpoint) to {result.out_dir}")
+    what = f"{models} models, averaged when loaded" if models > 1 else "1 model"
+    named = {"best": "best checkpoint", "last": "last checkpoint", "top_k": "top-k checkpoints"}
+    which = named.get(checkpoint, checkpoint) if checkpoint else "the submission's checkpoints"
+    typer.echo(f"exported {result.format} ({what}; {which}) to {result.out_dir}")
     width = max(len(path.name) for path in result.files)
     for path in result.files:
         typer.echo(f"  {path.name:<{width}}  {human_size(path.stat().st_size):>9}")
