@@ -57,6 +57,7 @@ def test_every_builtin_passes_the_kit(record: Any, template: Path) -> None:
         "transform:jpeg": {"quality": 50},
         "transform:normalize": {"mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]},
         "task:multihead": {"heads": {"mask": {"classes": 3}, "age": {"task": "regression"}}},
+        "model:timm": {"arch": "test_resnet"},  # timm's smallest: arch has no default
     }.get(f"{record.kind}:{record.name}")
     check_component(record, params)
 

@@ -26,7 +26,7 @@ from torchyard.errors import ConfigError, UnknownComponentError
 from torchyard.plugins import PluginHost
 from torchyard_builtins.timm_models import MISSING
 
-from .conftest import EXAMPLES, ROOT
+from .conftest import EXAMPLES, ROOT, fake_entry_points
 from .test_cli import assert_user_error
 
 timm = pytest.importorskip("timm")
@@ -196,6 +196,17 @@ def test_without_timm_the_plugin_is_unavailable_and_nothing_else_changes(
     assert cli("check", config).exit_code == 0
     digits_config["model"] = {"name": "timm", "arch": "resnet18"}
     assert_user_error(cli("check", write_config(digits_config, "timm.yaml")), "pip install 'torchyard[timm]'")
+
+
+def test_a_plugin_may_be_unavailable_on_import(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The mechanism is generic: any plugin may raise PluginUnavailable, also on import."""
+    (tmp_path / "needs_x.py").write_text("import torchyard\nraise torchyard.PluginUnavailable('x is not installed')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    fake_entry_points(monkeypatch, {"needs-x": "needs_x"})
+    host = PluginHost()
+    host.load_entrypoints()
+    assert (host.plugins["needs-x"].status, host.plugins["needs-x"].error) == ("unavailable", "x is not installed")
+    assert "needs-x" not in {f.name for f in host.registry.failed}  # no failure: no warning
 
 
 def test_listing_imports_neither_torch_nor_timm(tmp_path: Path) -> None:
