@@ -113,9 +113,13 @@ def top_checkpoints(checkpoints_dir: Path) -> list[Path]:
 def submission_checkpoints(run: Run, result: FitResult) -> list[dict[str, Any]]:
     """The kept checkpoints the submission averages (``predict_with: top_k``);
     empty when it is made with the best checkpoint alone."""
+    from torchyard import distributed
+
     if run.trainer.predict_with != "top_k":
         return []
-    return recorded(run, result.rows) or []
+    # process 0 wrote the files: every process must average the same ones
+    kept: list[dict[str, Any]] = distributed.broadcast_object(recorded(run, result.rows) or [])
+    return kept
 
 
 def predict_averaged(
