@@ -171,6 +171,8 @@ def test_pretrained_comes_from_the_local_cache_only(host: PluginHost, caches: Pa
 def test_without_timm_the_plugin_is_unavailable_and_nothing_else_changes(
     monkeypatch: pytest.MonkeyPatch, cli: Any, write_config: Any, digits_config: Any
 ) -> None:
+    with_timm = PluginHost()
+    with_timm.load_entrypoints()
     real = importlib.util.find_spec
     monkeypatch.setattr(
         importlib.util, "find_spec", lambda name, *a, **k: None if name == "timm" else real(name, *a, **k)
@@ -179,8 +181,11 @@ def test_without_timm_the_plugin_is_unavailable_and_nothing_else_changes(
     host.load_entrypoints()
     info = host.plugins["builtin-timm"]
     assert (info.status, info.error, info.hint) == ("unavailable", MISSING, None)
-    assert all(p.status == "ok" for name, p in host.plugins.items() if name != "builtin-timm")
-    assert "timm" not in {r.name for r in host.registry.records("model")}
+    others = {n: p.status for n, p in host.plugins.items() if n != "builtin-timm"}
+    assert others == {n: p.status for n, p in with_timm.plugins.items() if n != "builtin-timm"}
+    assert [r.qualified_name for r in host.registry.records()] == [
+        r.qualified_name for r in with_timm.registry.records() if r.name != "timm"
+    ]
     with pytest.raises(UnknownComponentError, match=r"plugin 'builtin-timm', which is unavailable: .*torchyard\[timm\]"):
         host.registry.get("model", "timm")
 
