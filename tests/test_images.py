@@ -304,6 +304,24 @@ def test_mask_run_fills_the_template(mask_data: Path, cli: Any, write_config: An
     assert list(submission.columns) == ["ImageID", "ans"]
     assert submission["ImageID"].tolist() == template["ImageID"].tolist()
     assert submission["ans"].astype(int).between(0, 17).all()
+    # the validation predictions name each photo (its path) and its person (the group)
+    kept = pd.read_csv(out / "val_predictions.csv", dtype={"id": str, "group": str})
+    assert list(kept.columns[:4]) == ["id", "group", "target", "predicted"] and len(kept) == 21
+    assert all(Path(i).parent.name == Path(g).name for i, g in zip(kept["id"], kept["group"], strict=True))
+    assert kept["group"].nunique() == 3  # 3 of 12 people, each with all 7 photos
+
+
+@pytest.mark.slow
+def test_kfold_oof_rows_carry_photo_and_person(mask_data: Path, cli: Any, write_config: Any, tmp_path: Path) -> None:
+    config = mask_config(mask_data, method="kfold", folds=2)
+    out = tmp_path / "kfold"
+    result = cli("run", write_config(config), "--out", out)
+    assert result.exit_code == 0, result.output
+    oof = pd.read_csv(out / "oof.csv", dtype={"id": str, "group": str})
+    photos = pd.read_csv(mask_data / "train" / "images.csv")
+    assert len(oof) == len(photos) == 84 and oof["id"].is_unique
+    assert all(Path(i).parent.name == Path(g).name for i, g in zip(oof["id"], oof["group"], strict=True))
+    assert oof.groupby("group").size().eq(7).all()
 
 
 def test_a_missing_photo_stops_the_run_before_training(
