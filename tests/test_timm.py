@@ -163,6 +163,17 @@ def test_pretrained_comes_from_the_local_cache_only(host: PluginHost, caches: Pa
     hf_cached(caches, "timm/test_resnet.r160_in1k", saved)
     model = build(host, arch="test_resnet", num_classes=5, pretrained=True)
     assert torch.equal(model.state_dict()["layer1.0.bn1.running_var"], saved["layer1.0.bn1.running_var"])
+    # weights timm fetches by URL: the torch hub cache, under the URL's file name
+    from torchyard_builtins.vision.weights import cached_weights_path
+
+    url = timm.models.get_pretrained_cfg("resnet10t").url
+    torch_file = cached_weights_path(url)
+    assert torch_file.parent == caches.parents[1] / "torch" / "hub" / "checkpoints"
+    torch_file.parent.mkdir(parents=True)
+    saved = timm.create_model("resnet10t").state_dict()
+    torch.save(saved, torch_file)
+    model = build(host, arch="resnet10t", num_classes=5, pretrained=True)
+    assert torch.equal(model.state_dict()["layer4.0.conv1.weight"], saved["layer4.0.conv1.weight"])
 
 
 # -- without timm --------------------------------------------------------------
