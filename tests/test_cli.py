@@ -53,7 +53,9 @@ def test_list_json(cli: Any) -> None:
         "version": torchyard.__version__,
         "options": {"soft_targets": True},
     }
-    assert {r["kind"] for r in rows} == {"model", "dataset", "loss", "optimizer", "scheduler", "metric", "writer", "transform", "task"}
+    assert {r["kind"] for r in rows} == {
+        "model", "dataset", "loss", "optimizer", "scheduler", "metric", "writer", "transform", "task", "callback"
+    }
     plateau = next(r for r in rows if r["name"] == "reduce_lr_on_plateau")
     assert plateau["options"] == {"interval": "metric", "durations": []}
     cosine = next(r for r in rows if r["name"] == "cosine_annealing_lr")
