@@ -216,6 +216,7 @@ def test_run_then_predict_end_to_end(cli: Any, tmp_path: Path) -> None:
         "report/confusion_matrix.png",
         "report/curves.png",
         "report/per_class.csv",
+        "steps.csv",
         "submission.csv",
         "summary.json",
         "test_predictions.csv",

@@ -154,8 +154,8 @@ def test_torchrun_trains_and_process_0_writes_one_submission(tmp_path: Path) -> 
     ids = [r["id"] for r in submission]
     assert len(ids) == len(set(ids)) == 360  # every test sample once: 20% of 1797
     assert sorted(p.name for p in run.iterdir()) == sorted(
-        ["checkpoints", "config.yaml", "metrics.csv", "report", "submission.csv", "summary.json", "test_predictions.csv",
-         "val_predictions.csv"]
+        ["checkpoints", "config.yaml", "metrics.csv", "report", "steps.csv", "submission.csv", "summary.json",
+         "test_predictions.csv", "val_predictions.csv"]
     )
 
     # the same checkpoint predicted by two processes and by one: the same submission

@@ -421,7 +421,7 @@ def test_resume_into_another_directory_keeps_the_history(cli: Any, tmp_path: Pat
     config.write_text(yaml.safe_dump({
         "model": {"name": "mlp"}, "data": {"name": "digits"}, "loss": {"name": "cross_entropy"},
         "optimizer": {"name": "adamw"}, "metrics": [{"name": "accuracy"}], "writer": {"name": "csv"},
-        "trainer": {"max_epochs": 1, "limit_train_batches": 2, "progress": False, "device": "cpu"},
+        "trainer": {"max_epochs": 1, "limit_train_batches": 2, "progress": False, "device": "cpu", "log_every_n_steps": 1},
     }))
     assert cli("run", config, "--out", tmp_path / "first").exit_code == 0
     result = cli("run", config, "--resume", tmp_path / "first", "--out", tmp_path / "second",
@@ -434,6 +434,9 @@ def test_resume_into_another_directory_keeps_the_history(cli: Any, tmp_path: Pat
     assert strip(second[1]) == strip(first[1])
     assert (tmp_path / "second" / "submission.csv").is_file()
     assert len(first) == len((tmp_path / "first" / "metrics.csv").read_text().splitlines())  # untouched
+    # steps.csv goes on from the first run's rows (they are not in the checkpoint)
+    steps = [line.split(",")[0] for line in (tmp_path / "second" / "steps.csv").read_text().splitlines()]
+    assert steps == ["step", "1", "2", "3", "4"]
 
 
 def test_a_resumed_epoch_loads_only_the_batches_not_yet_done(

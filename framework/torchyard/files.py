@@ -16,8 +16,8 @@ __all__ = ["RUN_FILES", "atomic_copy", "atomic_link", "atomic_path", "atomic_wri
 #: any plugin) may not write under these names. ``fold_<k>`` folders and
 #: names starting with ``.torchyard`` are the run's too.
 RUN_FILES = (
-    "config.yaml", "metrics.csv", "summary.json", "oof.csv", "test_predictions.csv", "val_predictions.csv",
-    "checkpoints", "report",
+    "config.yaml", "metrics.csv", "steps.csv", "summary.json", "oof.csv", "test_predictions.csv",
+    "val_predictions.csv", "checkpoints", "report",
 )
 
 

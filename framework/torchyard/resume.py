@@ -269,13 +269,15 @@ def resume_target(
 
 def copy_best(source: Path, out_dir: Path) -> None:
     """Bring a run's ``best.pt`` (and the best K, ``trainer.save_top_k``)
-    into the directory a resume continues in."""
+    and its ``steps.csv`` into the directory a resume continues in."""
     from torchyard.files import atomic_copy
     from torchyard.topk import TOP_DIR, top_checkpoints
 
     best = source / "checkpoints" / "best.pt"
     if best.is_file():
         atomic_copy(best, out_dir / "checkpoints" / "best.pt")
+    if (source / "steps.csv").is_file():  # its rows are not in the checkpoint
+        atomic_copy(source / "steps.csv", out_dir / "steps.csv")
     for kept in top_checkpoints(source / "checkpoints"):
         (out_dir / "checkpoints" / TOP_DIR).mkdir(parents=True, exist_ok=True)
         atomic_copy(kept, out_dir / "checkpoints" / TOP_DIR / kept.name)

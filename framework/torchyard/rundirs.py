@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from torchyard.errors import ConfigError, TorchyardError
+from torchyard.files import RUN_FILES
 
 try:
     import fcntl
@@ -59,10 +60,8 @@ __all__ = [
 LOCK_NAME = ".torchyard.lock"
 #: Files and folders a run writes into its directory, besides ``fold_<k>/``
 #: folders and the writer's submission; ``--overwrite`` deletes these.
-OWNED_FILES = (
-    "config.yaml", "metrics.csv", "summary.json", "oof.csv", "test_predictions.csv", "val_predictions.csv",
-)
 OWNED_FOLDERS = ("checkpoints", "report")
+OWNED_FILES = tuple(name for name in RUN_FILES if name not in OWNED_FOLDERS)
 _FOLD = re.compile(r"fold_(\d+)")
 #: temporaries of torchyard.files.atomic_path left by a killed process
 _TEMPORARY = re.compile(r"\..+\.tmp")
