@@ -399,3 +399,21 @@ def test_check_refuses_bad_callbacks_in_one_line(cli: Any, override: str, messag
     result = cli("check", "examples/digits.yaml", "-s", override)
     assert result.exit_code == 2, result.output
     assert message in result.output and "Traceback" not in result.output
+
+
+def test_the_step_log_makes_its_folder_and_keeps_rows_up_to_a_resumed_step(tmp_path: Path) -> None:
+    from torchyard.steplog import StepLog
+
+    path = tmp_path / "not" / "yet" / "steps.csv"
+    log = StepLog(path, every=2)
+    log.open(None)
+    for step in range(1, 7):
+        log.add(float(step))
+        if log.due(step):
+            log.record(step, 1, 0.1, None)
+    log.close()
+    assert [r["step"] for r in _rows(path)] == ["2", "4", "6"]
+    assert _rows(path)[0]["loss"] == "1.5" and _rows(path)[0]["grad_norm"] == ""
+    log.open(4)  # resumed from step 4: the rows after it go
+    log.close()
+    assert [r["step"] for r in _rows(path)] == ["2", "4"]

@@ -43,6 +43,7 @@ class StepLog:
         if resumed_step is not None and self.path.is_file():
             with self.path.open(newline="") as f:
                 kept = [r for r in csv.DictReader(f) if r.get("step", "").isdigit() and int(r["step"]) <= resumed_step]
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._file = self.path.open("w", newline="")
         self._writer = csv.DictWriter(self._file, fieldnames=COLUMNS, extrasaction="ignore")
         self._writer.writeheader()
