@@ -13,14 +13,12 @@ import torch
 
 import torchyard
 from torchyard.checkpoint import load_checkpoint
-from torchyard.config import validate_config
 from torchyard.errors import ConfigError, PluginError
 from torchyard.loop import Trainer
 from torchyard.plugins import PluginHost
-from torchyard.run import Run, build_run
 from torchyard_builtins.callbacks.averaging import EMA, SWA
 
-from .test_resume import SignalAt, _interrupted_then_resumed, _same_outcome
+from .test_resume import SignalAt, _interrupted_then_resumed, _run, _same_outcome
 
 
 @pytest.fixture
@@ -29,11 +27,6 @@ def signalling(builtin_host: PluginHost) -> tuple[PluginHost, SignalAt]:
     plugin = SignalAt()
     builtin_host.add_plugin(plugin, "signal-at")
     return builtin_host, plugin
-
-
-def _run(config: dict[str, Any], host: PluginHost, out: Path) -> Run:
-    out.mkdir(parents=True, exist_ok=True)
-    return build_run(validate_config(config, host.registry), host, out)
 
 
 def _rows(path: Path) -> list[dict[str, str]]:

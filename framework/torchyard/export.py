@@ -119,6 +119,7 @@ def export_run(
         differ from the eager model's by more than the tolerance.
     """
     from torchyard.plugins import get_host
+    from torchyard.predictor import load_models
 
     if format not in FORMATS:
         raise ConfigError(f"--format: expected one of {', '.join(FORMATS)}, got {format!r}")
@@ -133,7 +134,8 @@ def export_run(
     host = host if host is not None else get_host()
     checkpoints = _checkpoints(run_dir, checkpoint)
     out_dir = _out_dir(Path(out) if out is not None else run_dir / "export" / format, force)
-    config, payloads, models = _load_models(checkpoints, host)
+    cpu = torch.device("cpu")
+    config, payloads, models = load_models(checkpoints, host, cpu, unusable=", so it cannot be exported")
     sample, described = _sample(config, payloads[0])
     names = _model_names(checkpoints)
     who = f"model '{config.model.record.name}' from plugin {config.model.record.source}"
@@ -291,30 +293,6 @@ def _model_names(checkpoints: list[Path]) -> list[str]:
     if len(set(names)) != len(names) or not all(names):
         return [f"model_{i}" for i in range(len(checkpoints))]
     return names
-
-
-def _load_models(
-    checkpoints: list[Path], host: PluginHost
-) -> tuple[RunConfig, list[dict[str, Any]], list[torch.nn.Module]]:
-    from torchyard.checkpoint import load_checkpoint, load_model_weights
-    from torchyard.config import validate_config
-    from torchyard.factories import build_component
-    from torchyard.run import with_resolved
-
-    payloads = [load_checkpoint(path) for path in checkpoints]
-    first = payloads[0]
-    if first.get("config") is None or first.get("data") is None:
-        raise ConfigError(
-            f"{checkpoints[0]}: this checkpoint does not say how it was trained (written by an "
-            "older torchyard?), so it cannot be exported"
-        )
-    config = validate_config(with_resolved(first["config"], first.get("resolved")), host.registry)
-    models = []
-    for path, payload in zip(checkpoints, payloads, strict=True):
-        model = build_component(config.model, where="model")
-        load_model_weights(model, payload, path)
-        models.append(model.eval())
-    return config, payloads, models
 
 
 def _task_state(checkpoint: Path, payload: dict[str, Any]) -> dict[str, Any]:

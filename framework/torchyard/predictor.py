@@ -144,30 +144,19 @@ def load(
         its submission (``trainer.predict_with``).
     :raises ConfigError: no checkpoint there, or one torchyard cannot use.
     """
-    from torchyard.checkpoint import load_checkpoint
-    from torchyard.config import validate_config
     from torchyard.device import resolve_device
     from torchyard.factories import build_component
     from torchyard.pipeline import resolve_checkpoints, task_state_of
     from torchyard.plugins import get_host
-    from torchyard.run import build_task, with_resolved
+    from torchyard.run import build_task
 
     host = host if host is not None else get_host()
     chosen = resolve_checkpoints(Path(source), checkpoints)
     target = device if isinstance(device, torch.device) else resolve_device(device)
-    payloads = [load_checkpoint(path, map_location=target) for path in chosen]
+    config, payloads, models = load_models(
+        chosen, host, target, unusable="; predict with `torchyard predict CONFIG -c CHECKPOINT` instead"
+    )
     first = payloads[0]
-    if first.get("config") is None or first.get("data") is None:
-        raise ConfigError(
-            f"{chosen[0]}: this checkpoint does not say how it was trained (written by an "
-            "older torchyard?); predict with `torchyard predict CONFIG -c CHECKPOINT` instead"
-        )
-    config = validate_config(with_resolved(first["config"], first.get("resolved")), host.registry)
-    models = []
-    for payload in payloads:
-        model = build_component(config.model, where="model")
-        model.load_state_dict(payload["model"])
-        models.append(model.to(target).eval())
     reader = _reader(config)
     from torchyard.data import Compose
 
@@ -186,6 +175,38 @@ def load(
         views=views,
         batch_size=batch_size or config.loader.eval_batch_size or config.loader.batch_size,
     )
+
+
+def load_models(
+    checkpoints: list[Path], host: PluginHost, device: torch.device, *, unusable: str
+) -> tuple[RunConfig, list[dict[str, Any]], list[torch.nn.Module]]:
+    """The config the first of ``checkpoints`` was trained with, every
+    checkpoint's payload, and its model rebuilt from that config with its
+    weights, in eval mode on ``device``.
+
+    :param unusable: how the error ends for a checkpoint that does not say how
+        it was trained (``"; predict with ... instead"``).
+    :raises ConfigError: such a checkpoint, or weights that do not fit the model.
+    """
+    from torchyard.checkpoint import load_checkpoint, load_model_weights
+    from torchyard.config import validate_config
+    from torchyard.factories import build_component
+    from torchyard.run import with_resolved
+
+    payloads = [load_checkpoint(path, map_location=device) for path in checkpoints]
+    first = payloads[0]
+    if first.get("config") is None or first.get("data") is None:
+        raise ConfigError(
+            f"{checkpoints[0]}: this checkpoint does not say how it was trained (written by an "
+            f"older torchyard?){unusable}"
+        )
+    config = validate_config(with_resolved(first["config"], first.get("resolved")), host.registry)
+    models = []
+    for path, payload in zip(checkpoints, payloads, strict=True):
+        model = build_component(config.model, where="model")
+        load_model_weights(model, payload, path)
+        models.append(model.to(device).eval())
+    return config, payloads, models
 
 
 def _reader(config: RunConfig) -> Any | None:
