@@ -19,6 +19,7 @@ import yaml
 
 import torchyard
 from torchyard.batch_transforms import BatchTransforms, check_batch_transforms, step_generator
+from torchyard.checkpoint import load_checkpoint
 from torchyard.config import validate_config
 from torchyard.errors import ConfigError
 from torchyard.loop import Trainer
@@ -442,6 +443,9 @@ def test_the_mask_mixup_example_runs(cli: Any, tmp_path: Path) -> None:
     result = cli("run", path, "--out", tmp_path / "run", *sets)
     assert result.exit_code == 0, result.output
     assert (tmp_path / "run" / "info.csv").is_file()
+    # the example averages the weights: the checkpoint keeps the EMA's state
+    last = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
+    assert last["callbacks"]["callbacks.0:ema"]["updates"] == last["global_step"]
 
 
 # -- the plugin contract's example (docs/hooks.md) --------------------------------------------
