@@ -22,10 +22,12 @@ import yaml
 from torchyard.errors import ConfigError
 
 __all__ = [
+    "IGNORED_CHANGES",
     "MAX_CONFIG_BYTES",
     "MAX_DEPTH",
     "MAX_VALUES",
     "apply_overrides",
+    "flatten_config",
     "parse_yaml",
     "read_config_file",
     "show_value",
@@ -53,6 +55,27 @@ def show_value(value: Any, limit: int = SHOW_CHARS) -> str:
         except (TypeError, ValueError, RecursionError):
             text = type(value).__name__
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+#: Config keys that do not change what a run computes (progress bar, threads,
+#: logging interval): a resume may change them without ``--allow-changes``,
+#: and ``torchyard runs`` does not count them as differences between runs.
+IGNORED_CHANGES = frozenset(
+    {"trainer.progress", "trainer.num_threads", "trainer.log_every_n_steps"}
+)
+
+
+def flatten_config(value: Any, prefix: str = "") -> dict[str, Any]:
+    """A nested config as ``{dotted.key: value}``; lists stay values, and an
+    empty mapping below the top is a value of its own (``{}``)."""
+    if isinstance(value, dict):
+        if not value and prefix:
+            return {prefix: {}}
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            out.update(flatten_config(v, f"{prefix}.{k}" if prefix else str(k)))
+        return out
+    return {prefix: value}
 
 
 def _head(value: Any, limit: int) -> Any:

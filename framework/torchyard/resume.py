@@ -30,7 +30,8 @@ import numpy as np
 import torch
 from torch.utils.data import Sampler
 
-from torchyard.config_io import show_value
+# IGNORED_CHANGES: re-exported, its home is config_io (read without torch by `torchyard runs`)
+from torchyard.config_io import IGNORED_CHANGES, flatten_config, show_value
 from torchyard.errors import ConfigError
 
 __all__ = [
@@ -127,16 +128,10 @@ class ResumableSampler(Sampler[int]):
 
 # -- the config of a resumed run ----------------------------------------------------------
 
-#: Config keys that may change on resume without ``--allow-changes``: they do
-#: not change what is computed.
-IGNORED_CHANGES = frozenset(
-    {"trainer.progress", "trainer.num_threads", "trainer.log_every_n_steps"}
-)
-
 
 def config_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
     """One line per dotted key whose value differs: ``key: old -> new``."""
-    old, new = _flatten(saved), _flatten(current)
+    old, new = flatten_config(saved), flatten_config(current)
     lines = []
     for key in sorted(old.keys() | new.keys()):
         if key in IGNORED_CHANGES or old.get(key, _MISSING) == new.get(key, _MISSING):
@@ -146,17 +141,6 @@ def config_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[s
 
 
 _MISSING = object()
-
-
-def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(value, dict):
-        if not value and prefix:
-            return {prefix: {}}
-        out: dict[str, Any] = {}
-        for k, v in value.items():
-            out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
-        return out
-    return {prefix: value}
 
 
 def _show(value: Any) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import typer
 
-from torchyard.cli import components, manage, runs
+from torchyard.cli import components, history, manage, runs
 
 __all__ = ["app", "main"]
 
@@ -23,6 +23,7 @@ app = typer.Typer(
 )
 components.register(app)
 runs.register(app)
+history.register(app)
 manage.register(app)
 
 
