@@ -190,7 +190,7 @@ def _read_config(path: Path, info: RunInfo) -> dict[str, Any] | None:
     try:
         return read_config_file(file)
     except TorchyardError as e:
-        info.problems.append(f"config.yaml: {_without_path(e.problems[0], file)}")
+        info.problems.append(e.problems[0].replace(str(file), "config.yaml", 1))
         return None
 
 
@@ -350,10 +350,6 @@ def _number(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
     return float(value)
-
-
-def _without_path(problem: str, file: Path) -> str:
-    return problem.removeprefix(f"{file}").lstrip(": ") or problem
 
 
 # -- choosing what to show ------------------------------------------------------------------

@@ -54,12 +54,17 @@ def list_runs(
     from torchyard.runs_table import config_columns, filter_runs, find_runs, format_table, sort_runs
 
     found = find_runs(directory)
-    if not found:
-        typer.echo(f"no runs under {directory} (a run directory holds config.yaml or summary.json)")
-        return
     runs = filter_runs(found, filters or [], monitor)
     if not runs:
-        typer.echo(f"none of the {len(found)} runs under {directory} matches the --filter/--monitor given")
+        # like `torchyard list` with nothing to list: a message, exit 0 (with --json: [] on stdout)
+        if as_json:
+            typer.echo("[]")
+        none = (
+            f"none of the {len(found)} runs under {directory} matches the --filter/--monitor given"
+            if found
+            else f"no runs under {directory} (a run directory holds config.yaml or summary.json)"
+        )
+        typer.echo(none, err=as_json)
         return
     runs = sort_runs(runs, sort, reverse)
     shown = runs[:limit] if limit else runs
