@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import typer
 
-from torchyard.cli import components, history, manage, runs
+from torchyard.cli import components, history, manage, runs, tune
 
 __all__ = ["app", "main"]
 
@@ -25,6 +25,7 @@ components.register(app)
 runs.register(app)
 history.register(app)
 manage.register(app)
+tune.register(app)
 
 
 @app.callback(invoke_without_command=True)
