@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from torchyard.rundirs import LOCK_NAME, claim_run_dir
-from torchyard.runs_table import config_columns, filter_runs, find_runs, sort_runs
+from torchyard.runs_table import SORT_KEYS, config_columns, filter_runs, find_runs, sort_runs
 
 from .conftest import EXAMPLES, ROOT, Cli
 from .test_cli import assert_user_error
@@ -226,7 +226,7 @@ def test_differences_collapse_a_null_section(tmp_path: Path) -> None:
         (tmp_path / name).mkdir()
         (tmp_path / name / "config.yaml").write_text(yaml.safe_dump({"split": split, "trainer": {"progress": name == "a"}}))
     runs = find_runs(tmp_path)
-    assert sorted(config_columns(runs)) == ["split.folds", "split.method"]  # trainer.progress changes no result
+    assert config_columns(runs) == ["split.folds", "split.method"]  # trainer.progress changes no result
     assert [r.run for r in filter_runs(runs, ["split.folds=5"])] == ["b"]
 
 
@@ -274,3 +274,18 @@ def test_listing_does_not_import_torch(runs_root: Path) -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[1].startswith(".  ")  # DIR itself is the run
+
+
+def test_docs_name_every_option() -> None:
+    import typer.main
+
+    from torchyard.cli import app
+
+    command = typer.main.get_command(app).commands["runs"]  # type: ignore[attr-defined]
+    section = (ROOT / "docs" / "cli.md").read_text().split("## torchyard runs")[1].split("\n## ")[0]
+    for param in command.params:
+        for name in param.opts:
+            if name.startswith("--") and name != "--help":
+                assert f"`{name}" in section, f"docs/cli.md's torchyard runs does not document {name}"
+    for key in SORT_KEYS:
+        assert f"`{key}`" in section

@@ -356,13 +356,14 @@ def _number(value: Any) -> float | None:
 
 
 def config_columns(runs: Sequence[RunInfo]) -> list[str]:
-    """The dotted config keys whose values differ between ``runs`` (runs with
-    no readable config do not count), except :data:`IGNORED_CHANGES`."""
+    """The dotted config keys whose values differ between ``runs``, in name
+    order (runs with no readable config do not count), except
+    :data:`IGNORED_CHANGES`."""
     configs = [run.config for run in runs if run.config]
     if len(configs) < 2:
         return []
     missing = object()
-    keys = dict.fromkeys(key for config in configs for key in config)
+    keys = sorted({key for config in configs for key in config})  # the same columns whatever the sort
     differing = [
         key
         for key in keys
