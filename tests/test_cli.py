@@ -54,7 +54,7 @@ def test_list_json(cli: Any) -> None:
         "options": {"soft_targets": True},
     }
     assert {r["kind"] for r in rows} == {
-        "model", "dataset", "loss", "optimizer", "scheduler", "metric", "writer", "transform", "task", "callback"
+        "model", "dataset", "loss", "optimizer", "scheduler", "metric", "writer", "transform", "task", "callback", "logger"
     }
     plateau = next(r for r in rows if r["name"] == "reduce_lr_on_plateau")
     assert plateau["options"] == {"interval": "metric", "durations": []}

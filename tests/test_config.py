@@ -344,7 +344,7 @@ def test_the_written_config_has_no_record_key(builtin_host: PluginHost, digits_c
     data = jsonable_config(config)
     assert list(data) == [
         "requires", "trainer", "loader", "split", "transforms", "tta",
-        "model", "data", "loss", "optimizer", "scheduler", "metrics", "writer", "task", "callbacks",
+        "model", "data", "loss", "optimizer", "scheduler", "metrics", "writer", "task", "callbacks", "loggers",
     ]
     assert data["model"] == {"num_classes": None, "in_channels": None, "channels": 8, "dropout": 0.1, "name": "small_cnn"}
     assert list(data["metrics"][1])[-2:] == ["name", "log_as"]

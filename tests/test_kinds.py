@@ -188,7 +188,7 @@ def test_a_new_kind_is_listed_and_shown(scratch: dict[str, str]) -> None:
     table = _torchyard(scratch, "list").stdout.splitlines()
     assert [line.split()[:2] for line in table if line.startswith("reporter")] == [["reporter", "printer"]]
     helped = _torchyard(scratch, "list", "--help", cwd=None)
-    assert "callback, reporter" in " ".join(helped.stdout.replace("│", " ").split())
+    assert "logger, reporter" in " ".join(helped.stdout.replace("│", " ").split())
     shown = _torchyard(scratch, "show", "reporters", "printer", "--json")
     assert shown.returncode == 0, shown.stderr
     params = {p["name"]: p for p in json.loads(shown.stdout)["params"]}

@@ -26,7 +26,7 @@ class LossPlugin:
 
 
 def test_kinds_match_registration_hooks() -> None:
-    assert KINDS == ("model", "dataset", "loss", "optimizer", "scheduler", "metric", "writer", "transform", "task", "callback")
+    assert KINDS == ("model", "dataset", "loss", "optimizer", "scheduler", "metric", "writer", "transform", "task", "callback", "logger")
 
 
 def test_options_and_positional_arguments_come_from_the_table_of_kinds(

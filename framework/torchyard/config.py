@@ -307,6 +307,7 @@ class RunConfig(ParamsModel):
     #: After validation always set: the config's, or the dataset's declared task.
     task: ComponentSpec | None = None
     callbacks: list[ComponentSpec] = Field(default_factory=list)
+    loggers: list[ComponentSpec] = Field(default_factory=list)
 
     def specs(self, kind: str | None = None) -> list[ComponentSpec]:
         """Every component section (of ``kind``) in this config, in table order."""
@@ -655,7 +656,9 @@ def missing_requirements(requires: Sequence[str]) -> list[str]:
 
 
 def _cross_checks(config: RunConfig) -> list[str]:
-    problems: list[str] = []
+    from torchyard.loggers import missing_packages
+
+    problems: list[str] = missing_packages(config.loggers)
     for i, metric in enumerate(config.metrics):
         if metric_key(metric) == "loss":
             problems.append(

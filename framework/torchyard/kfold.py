@@ -58,6 +58,8 @@ def fit_folds(first: Run, build_fold: Callable[[int], Run], out_dir: Path, repor
                       f"{len(run.extras['val_indices'])} validation samples")
         trainer = Trainer(run, reporter)
         result = trainer.fit()
+        if k > 0:
+            run.hooks.end_loggers()  # fold 0's loggers also take the whole run's end
         rows += [{"fold": k, **row} for row in result.rows]
         val_loader, test_loader = run.loader("val"), run.loader("test")
         assert val_loader is not None  # a fold always has a validation part

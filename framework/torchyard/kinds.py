@@ -463,6 +463,42 @@ TABLE: tuple[Kind, ...] = (
         summary="an object with `@torchyard.hookimpl` methods named after lifecycle hooks",
         conformance="torchyard.testing:_check_callback",
     ),
+    Kind(
+        name="logger",
+        plural="loggers",
+        hook="register_loggers",
+        doc="""Register experiment-logger factories.
+
+        A logger factory returns an object whose methods, decorated with
+        ``@torchyard.hookimpl``, implement lifecycle hooks -- as a callback's
+        do -- to send a run to an experiment tracker: the resolved config
+        (``on_run_start``), the ``steps.csv`` rows (``on_step_logged``), the
+        epochs' rows (``on_epoch_end``) and the summary, report and files
+        (``on_run_end``). Only process 0 builds loggers under torchrun. Unlike
+        a callback's, a logger's failure never ends the run: it is reported
+        in one warning line and the logger is switched off. The optional
+        ``requires`` option names the module the logger needs and ``extra``
+        the torchyard extra installing it: without the module, ``torchyard
+        check`` refuses a config listing the logger.
+
+        :param register: call ``register(name, factory, requires=..., extra=...)`` once per logger.
+        """,
+        sections=(
+            Section(
+                "loggers",
+                "list",
+                "Experiment loggers (tensorboard, mlflow, wandb) receiving the config, the step "
+                "and epoch metrics, the report and the summary; metrics.csv is written regardless.",
+            ),
+        ),
+        title="Loggers",
+        summary="an object with `@torchyard.hookimpl` methods that sends the run to an experiment tracker",
+        options=(
+            Option("requires", False, lambda v: isinstance(v, str) and bool(v), "a module name"),
+            Option("extra", False, lambda v: isinstance(v, str) and bool(v), "an extra's name"),
+        ),
+        conformance="torchyard.loggers:check_logger_conformance",
+    ),
 )
 
 # Everything below reads TABLE when called, never at import: a kind appended

@@ -113,6 +113,7 @@ class Trainer:
         self._scorer = Scorer(run.loss_fn, run.metrics, run.device)
         #: which lifecycle hooks anything implements: the loop skips the others
         self._acting = {hook: run.hooks.implemented(hook) for hook in LIFECYCLE_HOOKS}
+        run.hooks.report_to(self.reporter.warn)  # a failing logger's one line
         self._steps = StepLog(
             run.out_dir / "steps.csv" if self._main else None, run.trainer.log_every_n_steps
         )

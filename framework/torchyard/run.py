@@ -43,6 +43,7 @@ from torchyard.device import (
 from torchyard.errors import ConfigError, DataError, PluginError
 from torchyard.factories import accepted_parameters, build_component, first_line
 from torchyard.files import atomic_write
+from torchyard.loggers import build_loggers
 from torchyard.metric import Metric
 from torchyard.optim import (
     LRSchedule,
@@ -341,6 +342,8 @@ def build_run(
         (f"callbacks.{i}", spec.record, build_component(spec, context=context, where=f"callbacks.{i}"))
         for i, spec in enumerate(cfg.callbacks)
     ]
+    failed: list[str] = []  # loggers that could not start: warned about, the run goes on
+    loggers = build_loggers(cfg.loggers, failed.append) if train else []  # process 0's only
     check_ids = getattr(writer, "check_ids", None)
     if callable(check_ids) and data.test_ids is not None:
         # refuse a submission that cannot match its template before training
@@ -360,7 +363,7 @@ def build_run(
         writer=writer,
         monitor=monitor,
         mode=mode,
-        hooks=RunHooks(host, callbacks),
+        hooks=RunHooks(host, callbacks, loggers, failed),
         resolved={k: v for k, v in resolved.items() if v},
         extras=extras,
         tta=[Compose([build_component(spec) for spec in view]) for view in cfg.tta],
