@@ -78,6 +78,9 @@ def runs_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     running.mkdir(parents=True)
     shutil.copy(root / "cnn-slow" / "config.yaml", running / "config.yaml")
     handle_ = claim_run_dir(running, "continue")
+    # resumed in its own directory: the summary.json of before is stale
+    (running / "summary.json").write_text(json.dumps({"monitor": "val/accuracy", "mode": "max", "best_value": 0.99}))
+    (running / "metrics.csv").write_text("epoch,step,val/accuracy,time_s\n1,2,0.5,1.0\n")
 
     # corrupt files: the row says so, the other rows stay
     bad_summary = root / "bad-summary"
@@ -134,7 +137,7 @@ def test_json_rows_match_the_run_files(runs_root: Path) -> None:
     # trainer.mode auto: accuracy is maximised, so epoch 1's 0.375 is the best
     assert (crashed["best"], crashed["best_epoch"], crashed["epochs"]) == (0.375, 1, 2)
     assert crashed["time_s"] == pytest.approx(3.75)
-    assert rows["later/running"]["status"] == "running"
+    assert (rows["later/running"]["status"], rows["later/running"]["best"]) == ("running", 0.5)
 
     assert rows["bad-summary"]["status"] == "broken"
     assert rows["bad-summary"]["problems"] == [

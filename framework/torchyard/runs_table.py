@@ -168,7 +168,10 @@ def read_run(path: Path, root: Path) -> RunInfo:
     info.time_s = math.fsum(times) if times else None
     epochs = [int(e) for row in rows if (e := row.get("epoch")) is not None]
     info.epochs = max(epochs) if epochs else None
-    summary = _read_summary(path, info)
+    running = _locked(path)
+    # a run resumed (or --overwrite'n) in its directory holds the lock while
+    # an earlier summary.json may still be there: the lock says what is true now
+    summary = None if running else _read_summary(path, info)
     if summary is not None:
         _from_summary(info, summary)
     else:
@@ -177,7 +180,7 @@ def read_run(path: Path, root: Path) -> RunInfo:
         info.mode = mode if mode in ("min", "max") else _auto_mode(info.monitor, config)
         if info.folds is None and info.monitor and info.mode:
             _best_of_rows(info, rows)
-        info.status = "running" if _locked(path) else "unfinished"
+        info.status = "running" if running else "unfinished"
     if info.problems:
         info.status = "broken"
     return info
