@@ -244,3 +244,56 @@ def test_a_killed_workers_trial_is_failed_and_run_again(tmp_path: Path) -> None:
     with pytest.warns(optuna.exceptions.ExperimentalWarning):
         assert RetryFailedTrialCallback.retried_trial_number(trials[1]) == 0
     assert finished_lines(stdout) == [1]
+
+
+# -- the example ----------------------------------------------------------------
+
+
+def test_the_example_space_holds_the_example_config_and_validates(builtin_host: Any) -> None:
+    from torchyard.config_io import read_config_file
+    from torchyard.space import check_space, read_space
+
+    root = Path(__file__).parents[1] / "examples"
+    data = read_config_file(root / "digits.yaml")
+    dims = read_space(root / "digits_sweep.yaml")
+    check_space(dims, data, builtin_host.registry)
+    for dim in dims:  # every value examples/digits.yaml uses lies inside the space
+        node: Any = data
+        for part in dim.path.split("."):
+            node = node[part]
+        if dim.kind == "categorical":
+            assert node in dim.choices, dim.path
+        else:
+            assert dim.low <= node <= dim.high, dim.path
+            assert dim.step is None or (node - dim.low) / dim.step == pytest.approx(round((node - dim.low) / dim.step))
+
+
+def test_score_digits_scores_the_submission_against_sklearns_labels(tmp_path: Path) -> None:
+    import json
+
+    from sklearn.datasets import load_digits
+
+    target = load_digits().target
+    ids = [3, 10, 42, 99]
+    predicted = [int(target[3]), int(target[10]), int(target[42]), (int(target[99]) + 1) % 10]  # 3 of 4 right
+    (tmp_path / "summary.json").write_text(json.dumps({"monitor": "val/accuracy", "best_value": 0.5}))
+    (tmp_path / "submission.csv").write_text("id,label\n" + "".join(f"{i},{p}\n" for i, p in zip(ids, predicted, strict=True)))
+    done = subprocess.run(
+        [sys.executable, str(Path(__file__).parents[1] / "examples" / "score_digits.py"), str(tmp_path)],
+        capture_output=True, text=True, check=True,
+    )
+    assert "val/accuracy 0.5000  test/accuracy 0.7500" in done.stdout
+    assert "test_images 4" in done.stdout
+
+
+def test_the_space_in_the_docs_validates_against_the_example_config(builtin_host: Any) -> None:
+    from torchyard.config_io import read_config_file
+    from torchyard.space import check_space
+
+    root = Path(__file__).parents[1]
+    text = (root / "docs" / "experiments.md").read_text()
+    section = text[text.index("### The search space"):]
+    block = section[section.index("```yaml\n") + 8:]
+    space = yaml.safe_load(block[: block.index("```")])
+    assert {"optimizer.lr", "loss", "metrics.1.average"} <= set(space)
+    check_space(parse_space(space), read_config_file(root / "examples" / "digits.yaml"), builtin_host.registry)

@@ -216,7 +216,8 @@ def _pruner(optuna: Any, pruner: str | Any, config: Any) -> Any:
     if not isinstance(pruner, str):
         return pruner
     if pruner == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1)
+        # steps are epochs counted from 1: a trial can be pruned from its first epoch
+        return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=0)
     if pruner == "hyperband":
         return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max(config.trainer.max_epochs, 1))
     if pruner == "none":
