@@ -19,7 +19,7 @@ def register(app: typer.Typer) -> None:
 @user_errors
 def list_runs(
     directory: Annotated[
-        Path, typer.Argument(help="Where to look for run directories (searched recursively).")
+        Path, typer.Argument(help="Where to look for run directories (searched recursively).", metavar="DIR")
     ] = Path("runs"),
     sort: Annotated[
         str,
@@ -49,7 +49,7 @@ def list_runs(
     ] = 50,
     as_json: JsonOpt = False,
 ) -> None:
-    """List the runs under DIRECTORY (default: runs/): status, epochs, best value,
+    """List the runs under DIR (default: runs/): status, epochs, best value,
     time, and the config keys whose values differ between the runs shown."""
     from torchyard.runs_table import config_columns, filter_runs, find_runs, format_table, sort_runs
 
