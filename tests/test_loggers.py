@@ -101,6 +101,42 @@ def test_a_failing_logger_warns_once_and_is_switched_off() -> None:
     assert hooks.failed == {"logger 'flaky' (loggers.0, plugin 'tests')": "on_step_logged"}
 
 
+def test_a_kfold_fold_ends_its_loggers_and_a_failing_end_warns() -> None:
+    class Ending(Flaky):
+        def end(self) -> None:
+            self.calls.append("end")
+
+    class Broken(Flaky):
+        def end(self) -> None:
+            raise ConnectionError("gone")
+
+    ending, broken = Ending(), Broken()
+    hooks = RunHooks(
+        PluginHost(),
+        loggers=[("loggers.0", _record("flaky"), ending), ("loggers.1", _record("flaky"), broken)],
+    )
+    warnings: list[str] = []
+    hooks.report_to(warnings.append)
+    hooks.end_loggers()
+    assert ending.calls == ["end"]
+    assert warnings == [
+        "logger 'flaky' (loggers.1, plugin 'tests') failed in end: ConnectionError: gone; "
+        "it is switched off, the run goes on"
+    ]
+
+
+def test_overwrite_removes_the_loggers_default_folders(tmp_path: Path) -> None:
+    from torchyard.files import check_output_name
+    from torchyard.rundirs import empty_owned
+
+    for name in ("tensorboard", "wandb", "notes"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "f").write_text("x")
+    assert empty_owned(tmp_path) == ["tensorboard", "wandb"]  # a user's folder stays
+    with pytest.raises(ValueError, match="reserve|run"):
+        check_output_name("wandb")  # no writer may take them
+
+
 def test_only_process_0_builds_loggers(
     builtin_host: PluginHost, digits_config: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -172,24 +208,37 @@ def test_a_failing_logger_never_costs_the_run(
     digits_config: dict[str, Any],
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     builtin_host.add_plugin(LoggerPlugin(), "test-loggers")
+    # the mlflow logger sets it from max_retries: restored after the test
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "7")
+    monkeypatch.delenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES")
     digits_config["loggers"] = [
         {"name": "flaky", "fail_in": "on_step_logged"},
         {"name": "unreachable"},
+        {
+            "name": "mlflow",
+            "tracking_uri": "http://127.0.0.1:9",
+            "max_retries": 0,
+        },  # nothing listens
     ]
     digits_config["trainer"].update(max_epochs=2, limit_train_batches=3, log_every_n_steps=1)
     out = tmp_path / "run"
     result = torchyard.train(digits_config, out=out, host=builtin_host)
     printed = capsys.readouterr()
     text = " ".join((printed.out + printed.err).split())  # the console wraps long lines
-    assert text.count("warning:") == 2, text  # one per logger, not one per call
+    assert text.count("warning:") == 3, text  # one per logger, not one per call
     assert (
         "warning: logger 'unreachable' (loggers.1, plugin 'test-loggers') could not start" in text
     )
     assert (
         "warning: logger 'flaky' (loggers.0, plugin 'test-loggers') failed in on_step_logged"
         in text
+    )
+    assert (
+        "warning: logger 'mlflow' (loggers.2, plugin 'builtin-loggers') failed in on_run_start: "
+        "MlflowException: API request to http://127.0.0.1:9/" in text
     )
     assert result.summary["best_epoch"] is not None
     assert len(_rows(out / "metrics.csv")) == 2 and len(_rows(out / "steps.csv")) == 6

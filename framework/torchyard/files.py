@@ -18,6 +18,8 @@ __all__ = ["RUN_FILES", "atomic_copy", "atomic_link", "atomic_path", "atomic_wri
 RUN_FILES = (
     "config.yaml", "metrics.csv", "steps.csv", "summary.json", "oof.csv", "test_predictions.csv",
     "val_predictions.csv", "checkpoints", "report",
+    # the default folders of the tensorboard and wandb loggers
+    "tensorboard", "wandb",
 )
 
 

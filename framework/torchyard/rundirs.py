@@ -60,7 +60,7 @@ __all__ = [
 LOCK_NAME = ".torchyard.lock"
 #: Files and folders a run writes into its directory, besides ``fold_<k>/``
 #: folders and the writer's submission; ``--overwrite`` deletes these.
-OWNED_FOLDERS = ("checkpoints", "report")
+OWNED_FOLDERS = ("checkpoints", "report", "tensorboard", "wandb")
 OWNED_FILES = tuple(name for name in RUN_FILES if name not in OWNED_FOLDERS)
 _FOLD = re.compile(r"fold_(\d+)")
 #: temporaries of torchyard.files.atomic_path left by a killed process

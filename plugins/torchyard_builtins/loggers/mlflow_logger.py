@@ -14,6 +14,7 @@ submission as artifacts, and the checkpoints' paths as tags.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -53,8 +54,17 @@ class MLflowLogger(Logger):
             ),
         ] = True,
         tags: Annotated[dict[str, str] | None, Field(description="Extra tags for the run.")] = None,
+        max_retries: Annotated[
+            int,
+            Field(
+                ge=0,
+                description="Retries of a failed request to a tracking server (MLflow's default, 7 "
+                "with backoff, holds a run for minutes); MLFLOW_HTTP_REQUEST_MAX_RETRIES wins if set.",
+            ),
+        ] = 2,
     ) -> None:
         super().__init__()
+        self.max_retries = max_retries
         self.tracking_uri, self.experiment, self.run_name = tracking_uri, experiment, run_name
         self.artifacts, self.tags = artifacts, dict(tags or {})
         self.client: Any = None
@@ -69,6 +79,7 @@ class MLflowLogger(Logger):
         from mlflow.entities import Param
         from mlflow.tracking import MlflowClient
 
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", str(self.max_retries))
         home, group, name = run_names(run.out_dir)
         uri = self.tracking_uri or f"sqlite:///{home / 'mlflow.db'}"
         self.client = MlflowClient(tracking_uri=uri)
