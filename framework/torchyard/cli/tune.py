@@ -65,20 +65,28 @@ def tune(
     """Search hyper-parameters: each trial an ordinary run under --out; ends with a table,
     best.yaml and plots. Re-run the same command to continue a study, or start it on
     several machines with one --storage to share the work."""
+    from torchyard.loop import TrainingInterrupted
     from torchyard.tune import tune as run_tune
 
-    run_tune(
-        config_path,
-        space,
-        trials=trials,
-        out=out,
-        storage=storage,
-        study_name=study_name,
-        pruner=pruner,
-        seed=seed,
-        overrides=overrides or (),
-        heartbeat=heartbeat,
-        verbose=verbose,
-        host=host(),
-        echo=typer.echo,
-    )
+    try:
+        run_tune(
+            config_path,
+            space,
+            trials=trials,
+            out=out,
+            storage=storage,
+            study_name=study_name,
+            pruner=pruner,
+            seed=seed,
+            overrides=overrides or (),
+            heartbeat=heartbeat,
+            verbose=verbose,
+            host=host(),
+            echo=typer.echo,
+        )
+    except TrainingInterrupted as stop:
+        typer.echo(
+            "interrupted: the running trial is recorded as failed; run the same command to continue the study",
+            err=True,
+        )
+        raise typer.Exit(stop.exit_code) from None
