@@ -297,3 +297,15 @@ def test_the_space_in_the_docs_validates_against_the_example_config(builtin_host
     space = yaml.safe_load(block[: block.index("```")])
     assert {"optimizer.lr", "loss", "metrics.1.average"} <= set(space)
     check_space(parse_space(space), read_config_file(root / "examples" / "digits.yaml"), builtin_host.registry)
+
+
+@pytest.mark.parametrize(
+    ("trainer", "direction"),
+    [({}, "maximize"), ({"monitor": "val/loss"}, "minimize"), ({"monitor": "val/accuracy", "mode": "min"}, "minimize")],
+)
+def test_the_study_direction_is_the_runs_monitor_mode(builtin_host: Any, trainer: dict[str, Any], direction: str) -> None:
+    from torchyard.config import validate_config
+    from torchyard.tune import _direction
+
+    config = validate_config({**TINY, "trainer": {**TINY["trainer"], **trainer}}, builtin_host.registry)
+    assert _direction(config, builtin_host) == direction

@@ -341,7 +341,10 @@ class _Worker:
                         host=self.host,
                         reporter=None if self.verbose else _quiet_reporter(trial.number),
                     )
-                if result.best_value is None or not math.isfinite(result.best_value):
+                wanted = "max" if self.study.direction == self.optuna.study.StudyDirection.MAXIMIZE else "min"
+                if result.mode != wanted:  # the study's direction was guessed before any run
+                    error = f"the run's {result.monitor} is better {result.mode}, the study's {wanted}: set trainer.mode"
+                elif result.best_value is None or not math.isfinite(result.best_value):
                     error = f"the run has no finite best {result.monitor}"
                 else:
                     state, value = S.COMPLETE, float(result.best_value)
