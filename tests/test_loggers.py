@@ -432,3 +432,30 @@ def test_wandb_offline_run_holds_the_run(logged: Path) -> None:
     assert json.loads((files / "summary.json").read_text()) == written
     assert (files / "config.yaml").read_text() == (logged / "config.yaml").read_text()
     assert math.isfinite(written["best_value"])
+
+
+@pytest.mark.slow
+def test_kfold_folds_log_as_runs_of_their_own(cli: Cli, tmp_path: Path) -> None:
+    out = tmp_path / "runs" / "digits" / "kf"
+    result = cli(
+        "run", "examples/digits.yaml", "-o", out,
+        "-s", "split={method: kfold, folds: 2}", "-s", "data.val_fraction=0", "-s", "loggers=[{name: mlflow}]",
+        "-s", "trainer.max_epochs=1", "-s", "trainer.limit_train_batches=3",
+        "-s", "model.channels=8", "-s", "trainer.progress=false",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{out.parent / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("digits")
+    assert experiment is not None
+    runs = {r.info.run_name: r for r in client.search_runs([experiment.experiment_id])}
+    assert set(runs) == {"kf-fold_0", "kf-fold_1"}
+    assert {r.info.status for r in runs.values()} == {"FINISHED"}  # fold 1 ended too
+    # the whole run's end (out-of-fold scores) goes to fold 0's loggers
+    summary = json.loads((out / "summary.json").read_text())
+    first = runs["kf-fold_0"]
+    oof = first.data.metrics["summary/oof.val/accuracy"]
+    assert oof == pytest.approx(summary["oof"]["val/accuracy"])
+    assert "summary/oof.val/accuracy" not in runs["kf-fold_1"].data.metrics
+    assert client.get_metric_history(runs["kf-fold_1"].info.run_id, "val/accuracy")
