@@ -106,6 +106,22 @@ def test_cli_validates_every_branch_and_range_end_before_any_trial(
     assert not (tmp_path / "study").exists()  # nothing ran, nothing was written
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--pruner", "medain"), "error: --pruner: expected one of median, hyperband, none, got 'medain'"),
+        (("--storage", "foo://bar"), "error: --storage foo://bar: Can't load plugin: sqlalchemy.dialects:foo"),
+        (("--trials", "0"), "error: --trials: expected at least 1, got 0"),
+    ],
+)
+def test_bad_options_are_one_line_and_write_nothing(cli: Any, tmp_path: Path, args: tuple[str, ...], message: str) -> None:
+    config, space_file = write(tmp_path / "c.yaml", TINY), write(tmp_path / "s.yaml", SPACE)
+    result = cli("tune", config, "--space", space_file, "--trials", "2", "-o", tmp_path / "study", *args)
+    assert result.exit_code == 2
+    assert result.stderr.strip() == message
+    assert not (tmp_path / "study").exists()
+
+
 def test_without_optuna_one_line_names_the_extra(cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "optuna", None)  # import optuna -> ImportError
     config, space_file = write(tmp_path / "c.yaml", TINY), write(tmp_path / "s.yaml", SPACE)

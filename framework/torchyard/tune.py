@@ -122,9 +122,12 @@ def tune(
     out_dir = Path(out) if out is not None else Path("runs") / "tune" / name
     if out_dir.exists() and not out_dir.is_dir():
         raise ConfigError(f"--out {out_dir}: is a file, not a directory")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    the_pruner, direction = _pruner(optuna, pruner, base), _direction(base, host)
+    if storage is None:  # the default storage lives in it
+        out_dir.mkdir(parents=True, exist_ok=True)
     url = storage or f"sqlite:///{(out_dir / 'study.db').resolve()}"
-    study = _open_study(optuna, url, name, _direction(base, host), _pruner(optuna, pruner, base), seed, heartbeat)
+    study = _open_study(optuna, url, name, direction, the_pruner, seed, heartbeat)
+    out_dir.mkdir(parents=True, exist_ok=True)
     _check_same_study(study, data, space_path, url)
     worker = _Worker(
         optuna, study, dims, data, config_path.resolve().parent, out_dir, trials, heartbeat, host, echo, url
@@ -154,6 +157,7 @@ def _retry(what: Callable[[], T]) -> T:
 
 
 def _open_study(optuna: Any, url: str, name: str, direction: str, pruner: Any, seed: int | None, heartbeat: int) -> Any:
+    import sqlalchemy.exc
     from optuna.storages import RDBStorage, RetryFailedTrialCallback
 
     engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
@@ -169,8 +173,9 @@ def _open_study(optuna: Any, url: str, name: str, direction: str, pruner: Any, s
                     failed_trial_callback=RetryFailedTrialCallback(max_retry=1),
                 )
             )
-        except (ImportError, ValueError) as e:  # a driver missing, a malformed URL
-            raise ConfigError(f"--storage {url}: {str(e).splitlines()[0]}") from None
+        except (ImportError, ValueError, sqlalchemy.exc.ArgumentError) as e:  # a driver missing, a malformed URL
+            hint = " (the database's driver, e.g. psycopg2 for postgresql)" if isinstance(e, ImportError) else ""
+            raise ConfigError(f"--storage {url}: {str(e).splitlines()[0]}{hint}") from None
     sampler = optuna.samplers.TPESampler(seed=seed)
     study = _retry(
         lambda: optuna.create_study(
