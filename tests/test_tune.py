@@ -325,3 +325,18 @@ def test_the_study_direction_is_the_runs_monitor_mode(builtin_host: Any, trainer
 
     config = validate_config({**TINY, "trainer": {**TINY["trainer"], **trainer}}, builtin_host.registry)
     assert _direction(config, builtin_host) == direction
+
+
+def test_without_a_lock_a_trial_asked_past_the_total_is_failed_unrun(tmp_path: Path, builtin_host: Any) -> None:
+    """Workers on a database server count and ask without a lock: the trial
+    whose number comes after the total's is told FAIL, marked surplus."""
+    from torchyard.tune import _Worker
+
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'x.db'}", direction="maximize")
+    asked = [study.ask() for _ in range(3)]  # three workers asked at once for a study of 2
+    worker = _Worker(optuna, study, [], {}, tmp_path, tmp_path, 2, 30, builtin_host, print, "postgresql://h/db")
+    assert worker.lock_path is None
+    assert [worker._surplus(t) for t in asked] == [False, False, True]
+    states = [t.state.name for t in study.get_trials()]
+    assert states == ["RUNNING", "RUNNING", "FAIL"]
+    assert study.get_trials()[2].user_attrs == {"surplus": True}
