@@ -459,3 +459,36 @@ def test_kfold_folds_log_as_runs_of_their_own(cli: Cli, tmp_path: Path) -> None:
     assert oof == pytest.approx(summary["oof"]["val/accuracy"])
     assert "summary/oof.val/accuracy" not in runs["kf-fold_1"].data.metrics
     assert client.get_metric_history(runs["kf-fold_1"].info.run_id, "val/accuracy")
+
+
+@pytest.mark.slow
+def test_under_torchrun_only_process_0_logs(tmp_path: Path) -> None:
+    import subprocess
+
+    config = {
+        "model": {"name": "mlp"},
+        "data": {"name": "digits"},
+        "loss": {"name": "cross_entropy"},
+        "optimizer": {"name": "adamw", "lr": 0.01},
+        "metrics": [{"name": "accuracy"}],
+        "loader": {"batch_size": 64},
+        "trainer": {"max_epochs": 1, "device": "cpu", "progress": False, "log_every_n_steps": 2},
+        "loggers": [{"name": "tensorboard"}],
+    }
+    (tmp_path / "digits.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone",
+        "-m", "torchyard", "run", "digits.yaml", "--out", "ddp",
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(
+        command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    (events,) = (tmp_path / "ddp" / "tensorboard").iterdir()  # one writer, not one per process
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(events), size_guidance={"scalars": 0})
+    acc.Reload()
+    steps = _rows(tmp_path / "ddp" / "steps.csv")
+    assert [e.step for e in acc.Scalars("step/loss")] == [int(r["step"]) for r in steps]
