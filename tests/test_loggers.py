@@ -101,6 +101,25 @@ def test_a_failing_logger_warns_once_and_is_switched_off() -> None:
     assert hooks.failed == {"logger 'flaky' (loggers.0, plugin 'tests')": "on_step_logged"}
 
 
+def test_the_warning_is_one_plain_line_on_the_console(capsys: pytest.CaptureFixture[str]) -> None:
+    from torchyard.console import Reporter
+
+    class Markup(Flaky):
+        def _hook(self, name: str) -> None:
+            raise OSError(
+                "[/mnt/tracker] is read-only " + "x" * 120
+            )  # rich would take it for a tag
+
+    hooks = RunHooks(PluginHost(), loggers=[("loggers.0", _record("flaky"), Markup())])
+    hooks.report_to(Reporter(progress=False).warn)
+    hooks.call("on_run_start", run=None)
+    (line,) = capsys.readouterr().out.splitlines()  # not wrapped at the console's width
+    assert line.startswith(
+        "warning: logger 'flaky' (loggers.0, plugin 'tests') failed in on_run_start: "
+    )
+    assert "OSError: [/mnt/tracker] is read-only xxx" in line
+
+
 def test_a_kfold_fold_ends_its_loggers_and_a_failing_end_warns() -> None:
     class Ending(Flaky):
         def end(self) -> None:

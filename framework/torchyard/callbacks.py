@@ -139,6 +139,8 @@ class RunHooks:
     def _guarded(self, call: HookCall, hook: str) -> HookCall:
         """``call`` of a logger, made harmless: an exception becomes one
         warning and the logger's later calls are skipped."""
+        from torchyard.loggers import warn_line
+
         function = call.function
 
         def guarded(**kwargs: Any) -> None:
@@ -148,10 +150,14 @@ class RunHooks:
                 function(**kwargs)
             except Exception as e:  # noqa: BLE001 - a logger never stops a run
                 self.failed[call.label] = hook
-                self.warn(
+                message = (
                     f"{call.label} failed in {hook}: {type(e).__name__}: {first_line(e)}; "
                     "it is switched off, the run goes on"
                 )
+                try:
+                    self.warn(message)
+                except Exception:  # noqa: BLE001 - the warning itself must not end the run
+                    warn_line(message)
 
         return replace(call, function=guarded)
 

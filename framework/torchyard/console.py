@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -111,7 +112,8 @@ class Reporter:
         self.console.print(message, highlight=False, soft_wrap=True)
 
     def warn(self, message: str) -> None:
-        self.console.print(f"[yellow]warning:[/yellow] {message}", highlight=False)
+        # plain text: an error message quoting "[/path]" is not markup; one line, unwrapped
+        self.console.print(f"[yellow]warning:[/yellow] {escape(message)}", highlight=False, soft_wrap=True)
 
     def final_table(self, best: Mapping[str, Any] | None, last: Mapping[str, Any]) -> None:
         table = Table(title="metrics", show_edge=False)
