@@ -292,3 +292,20 @@ def test_a_plugin_reusing_a_builtin_name_does_not_break_configs_that_use_it(
     shown = {p["name"]: p for p in json.loads(cli("plugins", "--json").stdout)}
     assert shown["other-ce"]["status"] == "ok" and shown["other-ce"]["shadowed_by_builtins"] == ["cross_entropy"]
     assert "shadowed by" in cli("plugins").stdout
+
+
+def test_a_hook_only_plugin_can_be_removed_and_its_hooks_stop(builtin_host: PluginHost) -> None:
+    calls: list[str] = []
+
+    class Hooks:
+        @torchyard.hookimpl
+        def on_run_end(self) -> None:
+            calls.append("end")
+
+    assert builtin_host.add_plugin(Hooks(), "hooks").status == "ok"
+    builtin_host.call("on_run_end", run=None, summary={})
+    builtin_host.remove_plugin("hooks")
+    builtin_host.call("on_run_end", run=None, summary={})
+    assert calls == ["end"] and "hooks" not in builtin_host.plugins
+    with pytest.raises(ValueError, match="plugin 'builtin-losses' registered components"):
+        builtin_host.remove_plugin("builtin-losses")

@@ -270,6 +270,22 @@ class PluginHost:
         self.plugins[name] = info
         return info
 
+    def remove_plugin(self, name: str) -> None:
+        """Unregister plugin ``name``, added with :meth:`add_plugin`: its hooks
+        are no longer called. Only a plugin that registered no components can
+        be removed (the registry keeps components for the host's life).
+
+        :raises KeyError: no plugin of that name.
+        :raises ValueError: it registered components.
+        """
+        info = self.plugins[name]
+        if info.components:
+            raise ValueError(f"plugin '{name}' registered components; it cannot be removed")
+        plugin = self.pm.get_plugin(name)
+        if plugin is not None:
+            self.pm.unregister(plugin)
+        del self.plugins[name]
+
     def _fail(
         self,
         name: str,

@@ -424,8 +424,7 @@ def _plugin_added(host: PluginHost, plugin: object, name: str) -> Iterator[None]
     try:
         yield
     finally:
-        host.pm.unregister(plugin)
-        host.plugins.pop(name, None)
+        host.remove_plugin(name)
 
 
 class _Heartbeat:
