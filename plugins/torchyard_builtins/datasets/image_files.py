@@ -27,6 +27,7 @@ from torchvision.io import ImageReadMode, decode_image
 from torchvision.transforms.v2.functional import resize
 
 from torchyard.errors import ConfigError, DataError
+from torchyard_builtins.datasets.image_cache import ImageCache
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -36,6 +37,7 @@ __all__ = [
     "check_images",
     "list_images",
     "load_image",
+    "refuse_repeats",
 ]
 
 #: File name endings taken as images when a folder is listed.
@@ -160,9 +162,17 @@ class ImageReader:
         self.transform = transform
 
     def __call__(self, path: str | Path) -> Any:
-        image: Any = load_image(str(path), self.color)
+        return self.finish(self.decode(str(path)))
+
+    def decode(self, path: str) -> torch.Tensor:
+        """The file decoded and resized: what an image cache keeps."""
+        image = load_image(path, self.color)
         if self.image_size is not None:
             image = resize(image, list(self.image_size), antialias=True)
+        return image
+
+    def finish(self, image: Any) -> Any:
+        """A decoded image transformed, as a model input."""
         if self.transform is not None:
             image = self.transform(image)
         if isinstance(image, torch.Tensor) and image.dtype == torch.uint8:
@@ -196,8 +206,10 @@ class ImageDataset(Dataset[Any]):
         transform: Callable[[Any], Any] | None = None,
         image_size: tuple[int, int] | None = None,
         color: Color = "rgb",
+        cache: ImageCache | None = None,
     ) -> None:
         self.paths = np.asarray(paths, dtype=str)  # no copy when given an array
+        self.cache = cache  # decoded images kept between epochs (see image_cache)
         self.targets = None if targets is None else _target_array(targets)
         self.transform = transform
         self.image_size = image_size
@@ -240,7 +252,8 @@ class ImageDataset(Dataset[Any]):
     def image(self, index: int) -> Any:
         """Sample ``index``'s input: decoded, resized, transformed, as float."""
         path: str = self.paths.item(index)
-        image = self.read(path)
+        read = self.read
+        image = read(path) if self.cache is None else read.finish(self.cache.get(index, path, read.decode))
         expected = self.sample_shape
         if isinstance(image, torch.Tensor) and expected is not None and tuple(image.shape) != expected:
             raise BadImageError(
@@ -321,6 +334,20 @@ def check_images(
         stacklevel=3,
     )
     return keep
+
+
+def refuse_repeats(paths: Sequence[str], rows: Sequence[int], *, source: str) -> None:
+    """One image, one row: an image listed twice (with two labels, or twice
+    the weight) is a mistake in the CSV."""
+    first: dict[str, int] = {}
+    for path, row in zip(paths, rows, strict=True):
+        key = os.path.normpath(path)
+        if key in first:
+            raise DataError(
+                f"{source}: image {path} is listed twice (data rows {first[key] + 1} and {row + 1}); "
+                "list each image once"
+            )
+        first[key] = row
 
 
 def _first_few(values: Sequence[str], n: int = 3) -> str:

@@ -66,7 +66,6 @@ classification only.
 from __future__ import annotations
 
 import itertools
-import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
@@ -76,6 +75,7 @@ from pydantic import Field
 
 from torchyard.data import DataBundle
 from torchyard.errors import DataError, did_you_mean
+from torchyard_builtins.datasets.image_cache import CacheKind, image_cache
 from torchyard_builtins.datasets.image_files import (
     IMAGE_EXTENSIONS,
     Color,
@@ -84,6 +84,7 @@ from torchyard_builtins.datasets.image_files import (
     OnBadImage,
     check_images,
     list_images,
+    refuse_repeats,
 )
 
 if TYPE_CHECKING:
@@ -111,6 +112,11 @@ _VERIFY = Field(
     description="Decode every image (test images included) once before training, so a "
     "corrupt file is reported up front rather than when it is loaded."
 )
+_CACHE = Field(description="Keep the decoded, resized images (before the transforms) between "
+               "epochs: 'memory' (shared by the loader's workers), 'disk' (files under cache_dir, "
+               "reused by later runs until an image changes) or 'none'; needs image_size.")
+_CACHE_DIR = Field(description="Folder of cache: disk's files (relative: to the config file's "
+                   "folder); unset: ~/.cache/torchyard/images.")
 _TEST_CSV = Field(description="CSV of the unlabelled images to predict; unset: no test split.")
 _TEST_ID = Field(description="The test CSV's id column (the submission's ids); unset: its first column.")
 _TEST_PATH = Field(
@@ -188,6 +194,8 @@ def image_csv(
     color: Annotated[Color, _COLOR] = "rgb",
     on_bad_image: Annotated[OnBadImage, _ON_BAD] = "error",
     verify_images: Annotated[bool, _VERIFY] = False,
+    cache: Annotated[CacheKind, _CACHE] = "none",
+    cache_dir: Annotated[Path | None, _CACHE_DIR] = None,
     train_transform: Transform | None = None,
     eval_transform: Transform | None = None,
 ) -> DataBundle:
@@ -208,7 +216,7 @@ def image_csv(
                          "label otherwise, or leave the column out of file_labels")
     base = Path(root) if root is not None else Path(csv).parent
     paths, rows, folders = _expand_folders(frame[path_column].tolist(), base, source=str(csv))
-    _refuse_repeats(paths, rows, source=str(csv))
+    refuse_repeats(paths, rows, source=str(csv))
     # labels only for the usable images: a missing file is reported as missing, not as unlabelled
     keep = _usable(paths, source=str(csv), on_bad_image=on_bad_image, verify=verify_images, color=color)
     paths = [p for p, ok in zip(paths, keep, strict=True) if ok]
@@ -241,7 +249,7 @@ def image_csv(
         paths, targets, names, groups, source=str(csv), task=task, checked=True, label_parts=parts,
         test=_test_from_csv(test_csv, test_id_column, test_path_column, test_root),
         image_size=image_size, color=color, on_bad_image=on_bad_image, verify=verify_images,
-        train_transform=train_transform, eval_transform=eval_transform,
+        cache=(cache, cache_dir), train_transform=train_transform, eval_transform=eval_transform,
     )  # fmt: skip
 
 
@@ -317,6 +325,8 @@ def image_folder(
     color: Annotated[Color, _COLOR] = "rgb",
     on_bad_image: Annotated[OnBadImage, _ON_BAD] = "error",
     verify_images: Annotated[bool, _VERIFY] = False,
+    cache: Annotated[CacheKind, _CACHE] = "none",
+    cache_dir: Annotated[Path | None, _CACHE_DIR] = None,
     train_transform: Transform | None = None,
     eval_transform: Transform | None = None,
 ) -> DataBundle:
@@ -361,7 +371,8 @@ def image_folder(
     return _bundle(
         paths, np.asarray(targets, dtype=np.int64), names, None, source=f"folder {folder}",
         test=test, image_size=image_size, color=color, on_bad_image=on_bad_image,
-        verify=verify_images, train_transform=train_transform, eval_transform=eval_transform,
+        verify=verify_images, cache=(cache, cache_dir), train_transform=train_transform,
+        eval_transform=eval_transform,
     )  # fmt: skip
 
 
@@ -536,20 +547,6 @@ def _file_labels(paths: Sequence[str], rows: Sequence[int], mapping: dict[str, s
     return [mapping[stem] for stem in stems]
 
 
-def _refuse_repeats(paths: Sequence[str], rows: Sequence[int], *, source: str) -> None:
-    """One image, one row: an image listed twice (with two labels, or twice
-    the weight) is a mistake in the CSV."""
-    first: dict[str, int] = {}
-    for path, row in zip(paths, rows, strict=True):
-        key = os.path.normpath(path)
-        if key in first:
-            raise DataError(
-                f"{source}: image {path} is listed twice (data rows {first[key] + 1} and {row + 1}); "
-                "list each image once"
-            )
-        first[key] = row
-
-
 def _canonical(text: str) -> str:
     """A label as one spelling: a whole number without its '.0', other
     numbers as Python writes them, anything else as it is."""
@@ -662,6 +659,7 @@ def _bundle(
     color: Color,
     on_bad_image: OnBadImage,
     verify: bool,
+    cache: tuple[CacheKind, Path | None] = ("none", None),
     train_transform: Transform | None,
     eval_transform: Transform | None,
 ) -> DataBundle:
@@ -679,11 +677,14 @@ def _bundle(
     if test is not None:
         test_paths, test_ids, test_source = test
         check_images(test_paths, on_bad_image="error", source=test_source, decode=verify, color=color)
-        test_set = ImageDataset(test_paths, transform=eval_transform, image_size=size, color=color)
-    train_eval = ImageDataset(kept, targets, transform=eval_transform, image_size=size, color=color)
+        test_cache = image_cache(*cache, test_paths, image_size=size, color=color)
+        test_set = ImageDataset(test_paths, transform=eval_transform, image_size=size, color=color, cache=test_cache)
+    # train and train_eval share a cache: their images before the transforms are the same
+    kept_cache = image_cache(*cache, kept, image_size=size, color=color)
+    train_eval = ImageDataset(kept, targets, transform=eval_transform, image_size=size, color=color, cache=kept_cache)
     shape = train_eval.sample_shape
     return DataBundle(
-        train=ImageDataset(kept, targets, transform=train_transform, image_size=size, color=color),
+        train=ImageDataset(kept, targets, transform=train_transform, image_size=size, color=color, cache=kept_cache),
         train_eval=train_eval,
         val=None,
         test=test_set,
