@@ -224,6 +224,7 @@ def test_run_then_predict_end_to_end(cli: Any, tmp_path: Path) -> None:
     ]
     resolved = yaml.safe_load((out / "config.yaml").read_text())
     assert resolved["writer"]["prediction_column"] == "digit"
+    # num_workers: auto, written as the number used: none, digits are in memory
     assert resolved["trainer"]["max_epochs"] == 2 and resolved["loader"]["num_workers"] == 0
 
     metrics = pd.read_csv(out / "metrics.csv")

@@ -135,11 +135,14 @@ def test_metric_keys_must_be_distinct(builtin_host: PluginHost, digits_config: d
 
 
 def test_loader_cross_checks(builtin_host: PluginHost, digits_config: dict[str, Any]) -> None:
-    digits_config["loader"].update(persistent_workers=True, prefetch_factor=2)
+    digits_config["loader"].update(num_workers=0, persistent_workers=True, prefetch_factor=2)
     assert problems(digits_config, builtin_host) == [
         "loader.persistent_workers: needs num_workers > 0",
         "loader.prefetch_factor: needs num_workers > 0",
     ]
+    # with num_workers: auto they apply when workers are picked (and are moot when none are)
+    digits_config["loader"]["num_workers"] = "auto"
+    validate_config(digits_config, builtin_host.registry)
 
 
 def test_precision_accepts_numbers(builtin_host: PluginHost, digits_config: dict[str, Any]) -> None:

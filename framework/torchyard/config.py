@@ -39,6 +39,7 @@ from torchyard import kinds
 from torchyard.config_io import apply_overrides, read_config_file, show_value
 from torchyard.errors import ConfigError, PluginError, TorchyardError, did_you_mean
 from torchyard.kinds import Section
+from torchyard.loader_config import LoaderConfig  # re-exported: the loader section
 from torchyard.optim import Duration, ParamGroupConfig, PositiveDuration, WarmupConfig
 from torchyard.params import SECTION_ATTRIBUTES, ParamsModel, params_to_kwargs
 from torchyard.registry import ComponentRecord, Registry
@@ -176,33 +177,6 @@ class TrainerConfig(ParamsModel):
         if v.startswith("cuda:") and int(v[5:]) > 1023:
             raise ValueError(f"expected a CUDA device index below 1024, got {show_value(v)}")
         return v
-
-
-class LoaderConfig(ParamsModel):
-    """DataLoader settings shared by every split."""
-
-    batch_size: int = Field(32, ge=1, le=1 << 24, description="Training batch size.")
-    eval_batch_size: int | None = Field(
-        None, ge=1, le=1 << 24, description="Batch size for validation and prediction; default: batch_size."
-    )
-    num_workers: int = Field(0, ge=0, le=256, description="Worker processes loading data.")
-    pin_memory: bool | Literal["auto"] = Field(
-        "auto", description="Page-locked host memory for faster GPU copies; 'auto': on CUDA."
-    )
-    persistent_workers: bool = Field(
-        False, description="Keep worker processes alive between epochs (needs num_workers > 0)."
-    )
-    prefetch_factor: int | None = Field(
-        None, ge=1, le=1024, description="Batches each worker loads ahead (needs num_workers > 0)."
-    )
-    shuffle: bool = Field(True, description="Shuffle the training split every epoch.")
-    sampler: Literal["random", "balanced"] = Field(
-        "random",
-        description="'random': each training sample once per epoch (shuffled as shuffle says); "
-        "'balanced': samples drawn with replacement so that every class (or bin of regression "
-        "values) comes up equally often, as many per epoch as the training split holds.",
-    )
-    drop_last: bool = Field(False, description="Drop the last incomplete training batch.")
 
 
 # -- component sections --------------------------------------------------------
@@ -683,7 +657,7 @@ def _cross_checks(config: RunConfig) -> list[str]:
             f"split.fold: {split.fold} is out of range for {split.folds} folds (0..{split.folds - 1})"
         )
     loader = config.loader
-    if loader.num_workers == 0 and loader.persistent_workers:
+    if loader.num_workers == 0 and loader.persistent_workers is True:
         problems.append("loader.persistent_workers: needs num_workers > 0")
     if loader.num_workers == 0 and loader.prefetch_factor is not None:
         problems.append("loader.prefetch_factor: needs num_workers > 0")

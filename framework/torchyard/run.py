@@ -109,7 +109,8 @@ class Run:
 
     @property
     def loader_config(self) -> LoaderConfig:
-        return self.config.loader
+        """``config.loader`` with its ``auto`` values as this run resolved them."""
+        return self.config.loader.model_copy(update=self.resolved.get("loader", {}))
 
     def loader(self, split: Literal["train", "val", "test"]) -> DataLoader[Any] | None:
         dataset = getattr(self.data, split)
@@ -142,17 +143,24 @@ def make_loader(
     from torch.utils.data import DistributedSampler, RandomSampler, SequentialSampler
 
     from torchyard import distributed
+    from torchyard.loader_config import resolve_loader
     from torchyard.resume import ResumableSampler
 
+    # a run hands its resolved settings; any other caller's auto values are settled here
+    auto = resolve_loader(
+        loader, [dataset], device.type, deterministic=torch.are_deterministic_algorithms_enabled()
+    )
+    loader = loader.model_copy(update=auto) if auto else loader
+    workers = loader.num_workers if isinstance(loader.num_workers, int) else 0  # resolved: an int
     pin = device.type == "cuda" if loader.pin_memory == "auto" else bool(loader.pin_memory)
     kwargs: dict[str, Any] = {
         "batch_size": loader.batch_size if train else (loader.eval_batch_size or loader.batch_size),
         "drop_last": loader.drop_last if train else False,
-        "num_workers": loader.num_workers,
+        "num_workers": workers,
         "pin_memory": pin,
     }
-    if loader.num_workers > 0:
-        kwargs["persistent_workers"] = loader.persistent_workers
+    if workers > 0:
+        kwargs["persistent_workers"] = loader.persistent_workers is True
         if loader.prefetch_factor is not None:
             kwargs["prefetch_factor"] = loader.prefetch_factor
     rank, world = distributed.rank(), distributed.world_size()
@@ -299,7 +307,7 @@ def build_run(
             )
         extras["sample_weights"] = weights
 
-    resolved: dict[str, dict[str, Any]] = {}
+    resolved: dict[str, dict[str, Any]] = {"loader": _resolve_loader(cfg, data, device)}
     model = build_component(
         cfg.model, context=context, injected=resolved.setdefault("model", {}), where="model"
     )
@@ -369,6 +377,22 @@ def build_run(
         tta=[Compose([build_component(spec) for spec in view]) for view in cfg.tta],
         task=task,
         batch_transforms=batch_transforms,
+    )
+
+
+def _resolve_loader(cfg: RunConfig, data: DataBundle, device: torch.device) -> dict[str, Any]:
+    """The values of ``cfg.loader``'s ``auto`` settings for this run (the
+    same for every split; written to its ``config.yaml``)."""
+    import os
+
+    from torchyard import distributed
+    from torchyard.loader_config import resolve_loader
+
+    # torchrun's processes on this machine share its CPUs
+    processes = int(os.environ.get("LOCAL_WORLD_SIZE") or distributed.world_size())
+    splits = [data.train, data.val, data.test]
+    return resolve_loader(
+        cfg.loader, splits, device.type, deterministic=cfg.trainer.deterministic, processes=processes
     )
 
 

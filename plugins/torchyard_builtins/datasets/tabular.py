@@ -366,6 +366,9 @@ class TableDataset(Dataset[Any]):
     """Rows of one part of a table, encoded by a :class:`TablePreprocessor`:
     ``(input, target)`` pairs, or ``(input,)`` without targets."""
 
+    #: The rows are encoded tensors in memory: ``loader.num_workers: auto`` loads them without workers.
+    in_memory = True
+
     def __init__(self, prep: TablePreprocessor, part: str, targets: torch.Tensor | None = None) -> None:
         self.prep = prep
         self.part = part
