@@ -43,6 +43,7 @@ from torchyard.loader_config import LoaderConfig  # re-exported: the loader sect
 from torchyard.optim import Duration, ParamGroupConfig, PositiveDuration, WarmupConfig
 from torchyard.params import SECTION_ATTRIBUTES, ParamsModel, params_to_kwargs
 from torchyard.registry import ComponentRecord, Registry
+from torchyard.speed import SpeedSettings
 from torchyard.splits import SplitConfig
 
 __all__ = [
@@ -89,8 +90,8 @@ class EarlyStopping(ParamsModel):
     )
 
 
-class TrainerConfig(ParamsModel):
-    """How to train: epochs, device, precision, monitoring."""
+class TrainerConfig(SpeedSettings):
+    """How to train: epochs, device, precision, monitoring (and the GPU step settings of SpeedSettings)."""
 
     max_epochs: int = Field(10, ge=1, le=100_000, description="Number of epochs to train.")
     device: str = Field(

@@ -108,12 +108,14 @@ def seed_everything(seed: int) -> None:
 
 
 def set_deterministic(enabled: bool) -> None:
-    """Restrict torch to deterministic algorithms (and say so to cuBLAS)."""
+    """Restrict torch to deterministic algorithms (and say so to cuBLAS);
+    otherwise let cuDNN benchmark its convolution algorithms (fastest for
+    fixed input shapes, not bit-for-bit repeatable)."""
     if enabled:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     torch.use_deterministic_algorithms(enabled)
     torch.backends.cudnn.deterministic = enabled
-    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.benchmark = not enabled
 
 
 @contextlib.contextmanager

@@ -32,6 +32,7 @@ from torchyard.files import atomic_link, atomic_write
 from torchyard.inference import Outputs, Scorer, collect, forward
 from torchyard.resume import ResumableSampler, capture_rng, require_resume_state, restore_rng
 from torchyard.run import Run
+from torchyard.speed import forward_callable
 from torchyard.steplog import StepLog
 from torchyard.stops import StopRequest, stop_requests
 from torchyard.topk import TopK
@@ -96,13 +97,17 @@ class Trainer:
         self._non_blocking = run.device.type == "cuda"
         self._world = distributed.world_size()
         self._main = distributed.is_main()
-        #: the module training calls: the model, or its DistributedDataParallel wrapper
-        self.train_model: torch.nn.Module = run.model
+        #: the module training calls: the model, or its DistributedDataParallel wrapper,
+        #: compiled / channels_last as trainer says (run.model stays the plain module)
+        self._ddp: Any = None
         if self._world > 1 and run.optimizer is not None:
             from torch.nn.parallel import DistributedDataParallel
 
             ids = [run.device.index] if run.device.type == "cuda" else None
-            self.train_model = DistributedDataParallel(run.model, device_ids=ids)
+            self._ddp = DistributedDataParallel(run.model, device_ids=ids)
+        self.eval_model = forward_callable(run.model, run.trainer, self.reporter.warn)
+        self.train_model = self.eval_model if self._ddp is None else forward_callable(
+            self._ddp, run.trainer, self.reporter.warn)
         self._stop = StopRequest()
         self._parameters = [p for p in run.model.parameters() if p.requires_grad]
         self._found_inf: torch.Tensor | None = None
@@ -327,7 +332,7 @@ class Trainer:
         accumulate = run.trainer.accumulate_grad_batches
         # the micro-batches inside an accumulation window skip DDP's gradient
         # all-reduce (no_sync)
-        no_sync: Any = getattr(self.train_model, "no_sync", None) if self.train_model is not run.model else None
+        no_sync: Any = self._ddp.no_sync if self._ddp is not None else None
         with _NULL if boundary or no_sync is None else no_sync():
             with run.precision.autocast():
                 outputs = self.train_model(inputs)
@@ -496,7 +501,7 @@ class Trainer:
         run = self.run
         self._scorer.reset()
         for outputs, targets, _ in forward(
-            run.model, loader, device=run.device, precision=run.precision, task=run.task
+            self.eval_model, loader, device=run.device, precision=run.precision, task=run.task
         ):
             assert targets is not None  # a validation split is labelled
             self._scorer.update(outputs, targets)
@@ -512,7 +517,7 @@ class Trainer:
         """
         run = self.run
         return collect(
-            run.model,
+            self.eval_model,
             loader,
             device=run.device,
             precision=run.precision,

@@ -55,6 +55,7 @@ from torchyard.optim import (
 )
 from torchyard.plugins import PluginHost
 from torchyard.rundirs import choose_run_dir, create_run_dir  # re-exported
+from torchyard.speed import apply_speed_settings
 from torchyard.tasks import Task
 
 __all__ = [
@@ -314,6 +315,7 @@ def build_run(
     if not isinstance(model, torch.nn.Module):
         raise ConfigError(f"model: '{cfg.model.record.name}' did not return a torch.nn.Module")
     model.to(device)
+    apply_speed_settings(trainer, model)  # matmul precision, channels_last, compile's backend checked
 
     monitor = resolve_monitor(cfg)
     if train and data.val is None and monitor.startswith("val/"):
