@@ -90,6 +90,24 @@ def test_a_second_run_reads_the_disk_cache(images: Path, tmp_path: Path, decodes
     assert len(list((tmp_path / "cache").glob("v1-6x5-rgb/*"))) == 6
 
 
+def test_the_folds_of_a_kfold_run_share_the_memory_cache(images: Path, decodes: Path) -> None:
+    first = build(images, cache="memory").train
+    _ = [first[i] for i in range(len(first))]
+    again = build(images, cache="memory").train  # k-fold builds the dataset once per fold
+    assert again.cache is first.cache
+    _ = [again[i] for i in range(len(again))]
+    assert count(decodes) == 6
+
+
+def test_a_home_cache_dir_stays_in_the_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    # the config made ~/cache relative to its folder, as it does any relative path
+    cache = image_cache.image_cache("disk", tmp_path / "configs" / "~" / "cache", ["a.png"], image_size=(4, 4),
+                                    color="gray")  # fmt: skip
+    assert isinstance(cache, image_cache.DiskCache)
+    assert cache.folder == tmp_path / "home" / "cache" / "v1-4x4-gray"
+
+
 def test_a_changed_image_is_decoded_again(images: Path, tmp_path: Path, decodes: Path) -> None:
     data = build(images, cache="disk", cache_dir=tmp_path / "cache").train
     before = data[3][0]

@@ -137,7 +137,10 @@ def image_cache(
             _check_memory(need)
             _MEMORY[key] = MemoryCache(len(paths), shape)
         return _MEMORY[key]
-    folder = Path(cache_dir if cache_dir is not None else DEFAULT_CACHE_DIR).expanduser()
+    folder = Path(cache_dir if cache_dir is not None else DEFAULT_CACHE_DIR)
+    if "~" in folder.parts:  # ~/x in a config, made relative to the config's folder: the home's x
+        folder = Path("~", *folder.parts[folder.parts.index("~") + 1 :])
+    folder = folder.expanduser()
     folder = folder / f"{_VERSION}-{shape[1]}x{shape[2]}-{color}"
     try:
         folder.mkdir(parents=True, exist_ok=True)
