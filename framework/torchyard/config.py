@@ -90,8 +90,8 @@ class EarlyStopping(ParamsModel):
     )
 
 
-class TrainerConfig(SpeedSettings):
-    """How to train: epochs, device, precision, monitoring (and the GPU step settings of SpeedSettings)."""
+class _TrainerCore(ParamsModel):
+    """How to train: epochs, device, precision, monitoring."""
 
     max_epochs: int = Field(10, ge=1, le=100_000, description="Number of epochs to train.")
     device: str = Field(
@@ -178,6 +178,10 @@ class TrainerConfig(SpeedSettings):
         if v.startswith("cuda:") and int(v[5:]) > 1023:
             raise ValueError(f"expected a CUDA device index below 1024, got {show_value(v)}")
         return v
+
+
+class TrainerConfig(SpeedSettings, _TrainerCore):  # this order lists the GPU step settings last
+    """How to train: epochs, device, precision, monitoring, GPU step settings."""
 
 
 # -- component sections --------------------------------------------------------

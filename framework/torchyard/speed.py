@@ -67,11 +67,11 @@ def apply_speed_settings(trainer: SpeedSettings, model: torch.nn.Module) -> None
     if settings is not None:
         from torch._dynamo import list_backends
 
-        known = list_backends(exclude_tags=())
-        if settings.backend not in known:
+        if settings.backend not in list_backends(exclude_tags=()):
+            common = sorted({*list_backends(), "aot_eager", "eager"})  # less the debugging ones
             raise ConfigError(
                 f"trainer.compile.backend: unknown torch.compile backend {settings.backend!r}; "
-                f"known: {', '.join(sorted(known))}"
+                f"known: {', '.join(common)}, ..."
             )
         if settings.mode != "default" and settings.backend != "inductor":
             raise ConfigError(
