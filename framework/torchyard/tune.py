@@ -149,7 +149,8 @@ def _retry(what: Callable[[], T]) -> T:
     for attempt in range(RETRIES):
         try:
             return what()
-        except (sqlalchemy.exc.OperationalError, optuna.exceptions.StorageInternalError) as e:
+        # IntegrityError: two workers creating the schema or the study at once (not SQLite)
+        except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.IntegrityError, optuna.exceptions.StorageInternalError) as e:
             if attempt == RETRIES - 1:
                 raise ConfigError(f"study storage: still failing after {RETRIES} tries: {str(e).splitlines()[0]}") from None
             time.sleep(min(0.05 * 2**attempt, 2.0))
@@ -157,10 +158,27 @@ def _retry(what: Callable[[], T]) -> T:
 
 
 def _open_study(optuna: Any, url: str, name: str, direction: str, pruner: Any, seed: int | None, heartbeat: int) -> Any:
+
+    engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
+    # workers started together would all create the schema and the study at
+    # once; on SQLite they take turns, elsewhere a clash is retried
+    with _file_lock(_lock_file(url)):
+        return _create_or_load(optuna, url, engine_kwargs, name, direction, pruner, seed, heartbeat)
+
+
+def _create_or_load(
+    optuna: Any,
+    url: str,
+    engine_kwargs: dict[str, Any],
+    name: str,
+    direction: str,
+    pruner: Any,
+    seed: int | None,
+    heartbeat: int,
+) -> Any:
     import sqlalchemy.exc
     from optuna.storages import RDBStorage, RetryFailedTrialCallback
 
-    engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # heartbeat and the retry callback are "experimental"
         try:
@@ -273,8 +291,7 @@ class _Worker:
         self.base_dir, self.out, self.total, self.heartbeat = base_dir, out, trials, heartbeat
         self.host, self.echo = host, echo
         self.verbose = False
-        self.lock_path = _sqlite_file(url)
-        self.lock_path = self.lock_path.with_name(self.lock_path.name + ".lock") if self.lock_path else None
+        self.lock_path = _lock_file(url)
 
     def _count(self, *states: Any) -> int:
         return len(_retry(lambda: self.study.get_trials(deepcopy=False, states=states)))
@@ -459,6 +476,7 @@ def _file_lock(path: Path | None) -> Iterator[None]:
     if path is None:
         yield
         return
+    path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         try:
@@ -473,6 +491,12 @@ def _quiet() -> Iterator[None]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         yield
+
+
+def _lock_file(url: str) -> Path | None:
+    """The lock file local workers of a SQLite study take turns on (``study.db.lock``)."""
+    database = _sqlite_file(url)
+    return database.with_name(database.name + ".lock") if database is not None else None
 
 
 def _sqlite_file(url: str) -> Path | None:
