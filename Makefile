@@ -26,6 +26,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/loop_overhead.py
 	$(PY) benchmarks/list_startup.py
+	$(PY) benchmarks/image_training.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
