@@ -299,7 +299,7 @@ def loader_rates(opts: dict[str, Any], epochs: int) -> list[dict[str, Any]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--images", type=int, default=160, help="JPEGs, = the warm-up epoch (default 160)")
+    parser.add_argument("--images", type=int, default=480, help="JPEGs, = the warm-up epoch (default 480)")
     parser.add_argument("--classes", type=int, default=4, help="classes (default 4)")
     parser.add_argument("--jpeg-size", type=int, default=256, help="side of the JPEGs (default 256)")
     parser.add_argument("--image-size", type=int, default=112,
