@@ -21,20 +21,18 @@ Run it by hand (it is not a test)::
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import platform
 import statistics
 import tempfile
-import time
 import warnings
 from pathlib import Path
 from typing import Any
 
+import data_throughput  # benchmarks/data_throughput.py, beside this script: the same data and epoch timing
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader
 
 from torchyard.config import LoaderConfig
 from torchyard.data import Compose
@@ -51,27 +49,11 @@ TARGET_RATIO = 2.0
 warnings.filterwarnings("ignore", message="The image decoding and encoding", category=DeprecationWarning)
 
 
-def make_data(folder: Path, images: int, size: int) -> Path:
-    spec = importlib.util.spec_from_file_location("make_mask_dataset", ROOT / "examples" / "make_mask_dataset.py")
-    assert spec is not None and spec.loader is not None
-    generator = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(generator)
-    generator.generate(folder, people=-(-images // 7), seed=0, size=size, eval_images=0)
-    return folder / "train" / "images.csv"
-
-
 def transforms() -> Compose:
     from torchvision.transforms import v2
 
     return Compose([v2.RandomHorizontalFlip(), v2.ToDtype(torch.float32, scale=True),
                     v2.Normalize([0.5, 0.5, 0.5], [0.25, 0.25, 0.25])])  # fmt: skip
-
-
-def epoch(loader: DataLoader[Any]) -> float:
-    start, n = time.perf_counter(), 0
-    for images, _ in loader:
-        n += len(images)
-    return n / (time.perf_counter() - start)
 
 
 def measure(csv: Path, args: argparse.Namespace, workers: int, cache: str) -> dict[str, Any]:
@@ -82,7 +64,7 @@ def measure(csv: Path, args: argparse.Namespace, workers: int, cache: str) -> di
                            train_transform=transforms())  # fmt: skip
         config = LoaderConfig(batch_size=args.batch_size, num_workers=workers, persistent_workers=False)
         loader = make_loader(bundle.train, config, torch.device("cpu"), train=True)
-        rates = [epoch(loader) for _ in range(args.epochs)]
+        rates = [data_throughput.epoch(loader) for _ in range(args.epochs)]
     return {"workers": workers, "cache": cache, "epoch_1": rates[0], "later": statistics.median(rates[1:]),
             "epochs": rates}  # fmt: skip
 
@@ -104,7 +86,7 @@ def main() -> None:
         folder = args.data or Path(tmp)
         csv = folder / "train" / "images.csv"
         if not csv.is_file():
-            make_data(folder, args.images, args.size)
+            data_throughput.make_data(folder, args.images, args.size)
         images = len(pd.read_csv(csv))
         rows = [measure(csv, args, w, c) for w in args.workers for c in ("none", "memory", "disk")]
     for row in rows:

@@ -33,7 +33,7 @@ interleaved over ``--repeats``. A run trains whole epochs; the first epoch
 the start of the one ``--steps`` later (a forward pre-hook on the model, the
 same for every contender). The table gives medians; the ratio is against the
 hand-written loop. A second table, from
-``benchmarks/image_cache.py``'s ``epoch()``, gives the torchyard loader's own
+``benchmarks/data_throughput.py``'s ``epoch()``, gives the torchyard loader's own
 images/s (no model) with and without the cache from epoch 2 on.
 
 Targets (issue 15): torchyard uncached >= 0.97x the hand-written loop; the
@@ -63,7 +63,8 @@ from pathlib import Path
 from typing import Any
 
 import _machine  # benchmarks/_machine.py, beside this script
-import image_cache  # benchmarks/image_cache.py: its epoch() and TARGET_RATIO
+import data_throughput  # benchmarks/data_throughput.py: its epoch()
+import image_cache  # benchmarks/image_cache.py: its TARGET_RATIO
 import numpy as np
 import torch
 
@@ -271,7 +272,7 @@ def run_timm(train_py: Path, opts: dict[str, Any]) -> dict[str, Any]:
             "peak_mib": math.nan, "wall_s": wall}  # fmt: skip
 
 
-# -- the loader alone: image_cache.epoch() ---------------------------------------------
+# -- the loader alone: data_throughput.epoch() ---------------------------------------------
 
 
 def loader_rates(opts: dict[str, Any], epochs: int) -> list[dict[str, Any]]:
@@ -287,7 +288,7 @@ def loader_rates(opts: dict[str, Any], epochs: int) -> list[dict[str, Any]]:
                               train_transform=image_cache.transforms())  # fmt: skip
         config = LoaderConfig(batch_size=opts["batch_size"], num_workers=opts["workers"], persistent_workers=False)
         loader = make_loader(bundle.train, config, torch.device("cpu"), train=True)
-        rates = [image_cache.epoch(loader) for _ in range(epochs)]
+        rates = [data_throughput.epoch(loader) for _ in range(epochs)]
         rows.append({"cache": cache, "epoch_1": rates[0], "later": statistics.median(rates[1:])})
     for row in rows:
         row["ratio"] = row["later"] / rows[0]["later"]
