@@ -28,6 +28,7 @@ from torchyard_builtins.timm_models import MISSING
 
 from .conftest import EXAMPLES, ROOT, fake_entry_points
 from .test_cli import assert_user_error
+from .test_vision import build as build_model
 
 timm = pytest.importorskip("timm")
 
@@ -47,10 +48,7 @@ def host() -> PluginHost:
 
 def build(host: PluginHost, **params: Any) -> torch.nn.Module:
     """Build `timm` through the registry, with validated params, as a run does."""
-    record = host.registry.get("model", "timm")
-    validated = record.params.model_validate(params)
-    kwargs = {k: getattr(validated, k) for k in validated.model_fields_set}
-    return record.build(**kwargs)
+    return build_model(host, "timm", **params)
 
 
 @pytest.fixture
