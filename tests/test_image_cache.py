@@ -4,7 +4,9 @@ invalidated by a changed file, refused when it would not fit."""
 
 from __future__ import annotations
 
+import errno
 import os
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -87,7 +89,7 @@ def test_a_second_run_reads_the_disk_cache(images: Path, tmp_path: Path, decodes
     again = build(images, cache="disk", cache_dir=tmp_path / "cache")
     _ = [again.train[i] for i in range(len(again.train))] + [again.train_eval[0]]
     assert count(decodes) == 6  # nothing decoded again
-    assert len(list((tmp_path / "cache").glob("v1-6x5-rgb/*"))) == 6
+    assert [p.suffix for p in (tmp_path / "cache" / "v2-6x5-rgb").iterdir()] == [".u8"]  # one file for the list
 
 
 def test_the_folds_of_a_kfold_run_share_the_memory_cache(images: Path, decodes: Path) -> None:
@@ -102,10 +104,10 @@ def test_the_folds_of_a_kfold_run_share_the_memory_cache(images: Path, decodes: 
 def test_a_home_cache_dir_stays_in_the_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     # the config made ~/cache relative to its folder, as it does any relative path
-    cache = image_cache.image_cache("disk", tmp_path / "configs" / "~" / "cache", ["a.png"], image_size=(4, 4),
-                                    color="gray")  # fmt: skip
+    [cache] = image_cache.image_caches("disk", tmp_path / "configs" / "~" / "cache", [["a.png"]], image_size=(4, 4),
+                                       color="gray")  # fmt: skip
     assert isinstance(cache, image_cache.DiskCache)
-    assert cache.folder == tmp_path / "home" / "cache" / "v1-4x4-gray"
+    assert cache.file.parent == tmp_path / "home" / "cache" / "v2-4x4-gray"
 
 
 def test_a_changed_image_is_decoded_again(images: Path, tmp_path: Path, decodes: Path) -> None:
@@ -181,3 +183,47 @@ def test_a_cached_run_scores_as_an_uncached_one(
     assert len(scores[0]) == 2 and "val/f1" in scores[0]
     pd.testing.assert_frame_equal(scores[0], scores[1])
     pd.testing.assert_frame_equal(scores[0], scores[2])
+
+
+def test_a_spawned_worker_maps_the_disk_cache_itself(images: Path, tmp_path: Path, decodes: Path) -> None:
+    data = build(images, cache="disk", cache_dir=tmp_path / "cache").train
+    _ = [data[i] for i in range(len(data))]
+    copy = pickle.loads(pickle.dumps(data.cache))  # as a spawned worker receives it
+    assert copy._rows is None
+    pixels = copy.get(2, data.paths[2], lambda path: pytest.fail(f"{path} decoded again"))
+    assert torch.equal(pixels, data.cache.get(2, data.paths[2], lambda path: pytest.fail(path)))
+    assert pixels.shape == (3, *SIZE) and count(decodes) == 6
+
+
+def test_the_training_and_test_caches_must_fit_together(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mask_data: Path  # noqa: F811 - the fixture
+) -> None:
+    config = mask_config(mask_data)["data"]
+    config.pop("name")
+    config.update(cache="disk", cache_dir=tmp_path / "cache")
+    train, test = 84, len(pd.read_csv(mask_data / "eval" / "info.csv"))
+    row = 20 + 3 * 16 * 16
+
+    class Usage:
+        free = max(train, test) * row + 1  # either list fits alone, not both
+
+    monkeypatch.setattr(image_cache.shutil, "disk_usage", lambda _: Usage)
+    with pytest.raises(DataError, match=f"need {(train + test) * row / 1024:.1f} KB more"):
+        image_csv(**config)
+    Usage.free = (train + test) * row
+    bundle = image_csv(**config)
+    assert bundle.train.cache.file != bundle.test.cache.file
+    assert sorted(p.stat().st_size for p in (tmp_path / "cache" / "v2-16x16-rgb").iterdir()) == sorted(
+        [train * row, test * row]
+    )
+
+
+def test_a_full_disk_is_one_error_when_the_cache_file_is_created(
+    images: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def full(fd: int, offset: int, size: int) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(image_cache.os, "posix_fallocate", full, raising=False)
+    with pytest.raises(DataError, match=r"cache: cannot create the disk cache file .*\.u8: No space left on device"):
+        build(images, cache="disk", cache_dir=tmp_path / "cache")

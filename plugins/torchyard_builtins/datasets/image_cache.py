@@ -12,13 +12,19 @@ other workers and the main process, and from epoch 2 on nothing is decoded.
 Each process holds its own copy (under torchrun: each of them), and a k-fold
 run's folds, which list the same files, reuse their process's copy.
 
-``cache: disk`` writes one file per image under ``cache_dir`` (default
-``~/.cache/torchyard/images``), in a folder per ``image_size`` and ``color``.
-An entry records its image file's path, size and modification time: a later
-run (another fold, a torchrun process, the next experiment) reads it instead
-of decoding, and a changed image is decoded again and its entry rewritten.
-Entries are written to a temporary file and renamed into place, so processes
-that write at once never leave a torn entry.
+``cache: disk`` keeps the images of one list of files (the training files,
+the test files) in one memory-mapped file under ``cache_dir`` (default
+``~/.cache/torchyard/images``), in a folder per ``image_size`` and ``color``,
+named by the list. A row per image records its file's path, size and
+modification time before its pixels: a later run on the same files (another
+fold, a torchrun process, the next experiment) reads the row instead of
+decoding, and a changed image is decoded again and its row rewritten. The
+loader's workers and torchrun's processes map the same file, each filling
+the rows it reads first; a row's identity is written after its pixels, so a
+reader never takes a half-written row. Another list of files (a row added
+to the CSV) is another cache file: delete ``cache_dir`` to reclaim the space.
+The file's blocks are allocated when it is created, so a full disk is an
+error then, not a crash when a worker writes.
 
 A cache that would not fit is refused up front, in one line: the memory cache
 against the free space of ``/dev/shm`` (where shared memory lives; often
@@ -40,14 +46,14 @@ import torch
 
 from torchyard.errors import DataError
 
-__all__ = ["DEFAULT_CACHE_DIR", "CacheKind", "DiskCache", "ImageCache", "MemoryCache", "image_cache"]
+__all__ = ["DEFAULT_CACHE_DIR", "CacheKind", "DiskCache", "ImageCache", "MemoryCache", "image_caches"]
 
 CacheKind = Literal["none", "memory", "disk"]
 #: Where ``cache: disk`` writes when ``cache_dir`` is not set.
 DEFAULT_CACHE_DIR = Path("~/.cache/torchyard/images")
 _SHM = "/dev/shm"
 _DIGEST = 20  # bytes of a SHA-1: each disk entry starts with its image file's identity
-_VERSION = "v1"
+_VERSION = "v2"  # v1: a file per image
 
 Decode = Callable[[str], torch.Tensor]
 
@@ -76,35 +82,33 @@ class MemoryCache:
 
 
 class DiskCache:
-    """One file per image under ``folder``: its file's identity, then its pixels."""
+    """The images of one list of files in one memory-mapped file: a row per
+    image, its file's identity (a SHA-1 of path, size and modification time)
+    then its pixels. A row whose identity is not its file's is decoded again."""
 
-    def __init__(self, folder: Path, shape: tuple[int, ...]) -> None:
-        self.folder = folder
+    def __init__(self, file: Path, count: int, shape: tuple[int, ...]) -> None:
+        self.file = file
+        self.count = count
         self.shape = shape
-        self.nbytes = int(np.prod(shape))
+        self._rows: np.memmap | None = None  # mapped in each process on first use
+
+    def __getstate__(self) -> dict[str, object]:
+        return {**self.__dict__, "_rows": None}  # a spawned worker maps the file itself
 
     def get(self, index: int, path: str, decode: Decode) -> torch.Tensor:
         try:
             stat = os.stat(path)
         except OSError:
             return decode(path)  # a missing file: the decoder's error names it
-        where = os.path.abspath(path)
-        identity = hashlib.sha1(f"{where}\0{stat.st_size}\0{stat.st_mtime_ns}".encode()).digest()
-        entry = self.folder / hashlib.sha1(where.encode()).hexdigest()
-        try:
-            data = entry.read_bytes()
-        except OSError:
-            data = b""
-        if len(data) == _DIGEST + self.nbytes and data[:_DIGEST] == identity:
-            return torch.frombuffer(bytearray(data[_DIGEST:]), dtype=torch.uint8).view(self.shape)
+        identity = np.frombuffer(_identity(os.path.abspath(path), stat), dtype=np.uint8)
+        if self._rows is None:
+            self._rows = np.memmap(self.file, dtype=np.uint8, mode="r+", shape=(self.count, _DIGEST + _pixels(self.shape)))
+        row = self._rows[index]
+        if np.array_equal(row[:_DIGEST], identity):
+            return torch.from_numpy(row[_DIGEST:].reshape(self.shape).copy())
         image = decode(path)
-        temporary = entry.with_name(f".{entry.name}.{os.getpid()}.tmp")
-        try:
-            temporary.write_bytes(identity + image.contiguous().numpy().tobytes())
-            os.replace(temporary, entry)  # atomic: a concurrent reader sees the old entry or the new
-        except OSError as e:
-            temporary.unlink(missing_ok=True)
-            raise DataError(f"cache: cannot write the disk cache entry {entry}: {e.strerror or e}") from None
+        row[_DIGEST:] = image.contiguous().numpy().reshape(-1)
+        row[:_DIGEST] = identity  # after the pixels: a reader never takes a half-written row
         return image
 
 
@@ -112,49 +116,86 @@ class DiskCache:
 _MEMORY: dict[str, MemoryCache] = {}
 
 
-def image_cache(
+def image_caches(
     kind: CacheKind,
     cache_dir: Path | None,
-    paths: Sequence[str] | np.ndarray,
+    lists: Sequence[Sequence[str] | np.ndarray],
     *,
     image_size: tuple[int, int] | None,
     color: str,
-) -> ImageCache | None:
-    """The cache of the images ``paths`` (``None`` for ``kind="none"``).
+) -> list[ImageCache | None]:
+    """The caches of the lists of images ``lists`` (e.g. the training and the
+    test files), each ``None`` for ``kind="none"`` or an empty list. Whether
+    they fit is checked for all of them together.
 
     :raises ValueError: a cache without ``image_size``.
-    :raises DataError: the cache would not fit where it lives.
+    :raises DataError: the caches would not fit where they live.
     """
-    if kind == "none" or not len(paths):
-        return None
+    if kind == "none" or not any(len(paths) for paths in lists):
+        return [None for _ in lists]
     if image_size is None:
         raise ValueError(f"cache: {kind} needs image_size (it keeps every image at one size)")
     shape = (3 if color == "rgb" else 1, *image_size)
-    need = len(paths) * int(np.prod(shape))
+    keys = [hashlib.sha1("\n".join([_VERSION, f"{shape}", *map(str, paths)]).encode()).hexdigest() for paths in lists]
     if kind == "memory":
-        key = hashlib.sha1("\n".join([f"{shape}", *map(str, paths)]).encode()).hexdigest()
-        if key not in _MEMORY:
-            _check_memory(need)
-            _MEMORY[key] = MemoryCache(len(paths), shape)
-        return _MEMORY[key]
+        new = {key: len(paths) for key, paths in zip(keys, lists, strict=True) if len(paths) and key not in _MEMORY}
+        _check_memory(sum(new.values()) * _pixels(shape))
+        for key, count in new.items():
+            _MEMORY[key] = MemoryCache(count, shape)
+        return [_MEMORY[key] if len(paths) else None for key, paths in zip(keys, lists, strict=True)]
     folder = Path(cache_dir if cache_dir is not None else DEFAULT_CACHE_DIR)
     if "~" in folder.parts:  # ~/x in a config, made relative to the config's folder: the home's x
         folder = Path("~", *folder.parts[folder.parts.index("~") + 1 :])
-    folder = folder.expanduser()
-    folder = folder / f"{_VERSION}-{shape[1]}x{shape[2]}-{color}"
+    folder = folder.expanduser() / f"{_VERSION}-{shape[1]}x{shape[2]}-{color}"
+    files = {folder / f"{key}.u8": len(paths) for key, paths in zip(keys, lists, strict=True) if len(paths)}
     try:
         folder.mkdir(parents=True, exist_ok=True)
         free = shutil.disk_usage(folder).free
-        present = sum(1 for e in os.scandir(folder) if not e.name.startswith("."))
+        missing = sum(count * (_DIGEST + _pixels(shape)) - _allocated(file) for file, count in files.items())
     except OSError as e:
         raise DataError(f"cache: cannot use the cache folder {folder}: {e.strerror or e}") from None
-    missing = max(len(paths) - present, 0) * (_DIGEST + int(np.prod(shape)))
     if missing > free:
         raise DataError(
             f"cache: disk: the decoded images need {_size(missing)} more in {folder}, whose disk has "
             f"{_size(free)} free; set cache_dir to a larger disk, lower image_size, or use cache: none"
         )
-    return DiskCache(folder, shape)
+    for file, count in files.items():
+        _reserve(file, count * (_DIGEST + _pixels(shape)))
+    return [DiskCache(folder / f"{key}.u8", len(paths), shape) if len(paths) else None
+            for key, paths in zip(keys, lists, strict=True)]  # fmt: skip
+
+
+def _identity(path: str, stat: os.stat_result) -> bytes:
+    return hashlib.sha1(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}".encode()).digest()
+
+
+def _pixels(shape: tuple[int, ...]) -> int:
+    return int(np.prod(shape))
+
+
+def _allocated(file: Path) -> int:
+    """The bytes of ``file`` on disk already (0 when it does not exist)."""
+    try:
+        return file.stat().st_blocks * 512
+    except FileNotFoundError:
+        return 0
+
+
+def _reserve(file: Path, size: int) -> None:
+    """Create ``file`` at ``size`` bytes, its blocks allocated: a full disk is
+    this one error, never a worker killed by SIGBUS when it writes a row.
+    Several processes may do it at once (torchrun): each sees the same file."""
+    try:
+        fd = os.open(file, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            if os.fstat(fd).st_size != size:
+                os.ftruncate(fd, size)
+            if hasattr(os, "posix_fallocate") and os.fstat(fd).st_blocks * 512 < size:
+                os.posix_fallocate(fd, 0, size)
+        finally:
+            os.close(fd)
+    except OSError as e:
+        raise DataError(f"cache: cannot create the disk cache file {file}: {e.strerror or e}") from None
 
 
 def _check_memory(need: int) -> None:

@@ -75,7 +75,7 @@ from pydantic import Field
 
 from torchyard.data import DataBundle
 from torchyard.errors import DataError, did_you_mean
-from torchyard_builtins.datasets.image_cache import CacheKind, image_cache
+from torchyard_builtins.datasets.image_cache import CacheKind, image_caches
 from torchyard_builtins.datasets.image_files import (
     IMAGE_EXTENSIONS,
     Color,
@@ -113,8 +113,8 @@ _VERIFY = Field(
     "corrupt file is reported up front rather than when it is loaded."
 )
 _CACHE = Field(description="Keep the decoded, resized images (before the transforms) between "
-               "epochs: 'memory' (shared by the loader's workers), 'disk' (files under cache_dir, "
-               "reused by later runs until an image changes) or 'none'; needs image_size.")
+               "epochs: 'memory' (shared by the loader's workers), 'disk' (a memory-mapped file "
+               "under cache_dir, reused by later runs until an image changes) or 'none'; needs image_size.")
 _CACHE_DIR = Field(description="Folder of cache: disk's files (relative: to the config file's "
                    "folder); unset: ~/.cache/torchyard/images.")
 _TEST_CSV = Field(description="CSV of the unlabelled images to predict; unset: no test split.")
@@ -673,14 +673,13 @@ def _bundle(
     targets = targets[keep]
     if groups is not None:
         groups = [g for g, ok in zip(groups, keep, strict=True) if ok]
-    test_set = test_ids = None
+    test_paths, test_ids, test_source = test if test is not None else ([], None, "")
     if test is not None:
-        test_paths, test_ids, test_source = test
         check_images(test_paths, on_bad_image="error", source=test_source, decode=verify, color=color)
-        test_cache = image_cache(*cache, test_paths, image_size=size, color=color)
-        test_set = ImageDataset(test_paths, transform=eval_transform, image_size=size, color=color, cache=test_cache)
     # train and train_eval share a cache: their images before the transforms are the same
-    kept_cache = image_cache(*cache, kept, image_size=size, color=color)
+    kept_cache, test_cache = image_caches(*cache, [kept, test_paths], image_size=size, color=color)
+    test_set = None if test is None else ImageDataset(test_paths, transform=eval_transform, image_size=size,
+                                                      color=color, cache=test_cache)  # fmt: skip
     train_eval = ImageDataset(kept, targets, transform=eval_transform, image_size=size, color=color, cache=kept_cache)
     shape = train_eval.sample_shape
     return DataBundle(
