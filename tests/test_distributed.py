@@ -25,6 +25,8 @@ import yaml
 from torchyard.checkpoint import load_checkpoint
 from torchyard.distributed import StridedShard, gather_in_order
 
+from .test_images import mask_config, mask_data  # noqa: F401 - the fixture
+
 pytestmark = pytest.mark.slow
 
 CONFIG: dict[str, Any] = {
@@ -266,3 +268,37 @@ def test_ctrl_c_under_torchrun_stops_every_process_and_resumes_exactly(tmp_path:
     left = load_checkpoint(tmp_path / "reference" / "checkpoints" / "last.pt")["model"]
     right = load_checkpoint(last)["model"]
     assert all(torch.equal(left[k], right[k]) for k in left)
+
+
+def test_torchrun_processes_and_their_workers_share_the_image_caches(
+    tmp_path: Path,
+    mask_data: Path,  # noqa: F811 - the fixture
+) -> None:
+    """Two processes, each with a loader worker, fill one disk cache file
+    (and each its own memory cache) and train alike with either. (That the
+    caches give the decoded pixels, and a run's metrics, is test_image_cache's.)"""
+    metrics = {}
+    for cache in ("disk", "memory"):
+        config = mask_config(mask_data)
+        config["data"].update(cache=cache, cache_dir=str(tmp_path / "cache"))
+        config["loader"] = {"batch_size": 16, "num_workers": 1}
+        config["trainer"].update(max_epochs=2, device="cpu", num_threads=1)
+        (tmp_path / f"{cache}.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+        done = subprocess.run(
+            [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone",
+             "-m", "torchyard", "run", f"{cache}.yaml", "--out", cache],
+            cwd=tmp_path, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr[-3000:]
+        metrics[cache] = [{k: v for k, v in row.items() if k.startswith(("train/", "val/"))}
+                          for row in read_csv(tmp_path / cache / "metrics.csv")]  # fmt: skip
+    assert len(metrics["disk"]) == 2 and "val/f1" in metrics["disk"][0]
+    assert metrics["memory"] == metrics["disk"]
+    files = sorted((tmp_path / "cache" / "v2-16x16-rgb").iterdir(), key=lambda p: p.stat().st_size)
+    row = 20 + 3 * 16 * 16
+    for file in files:  # the test images' and the training images': every row filled, by either process
+        rows = np.fromfile(file, dtype=np.uint8).reshape(-1, row)
+        assert rows[:, :20].any(axis=1).all()
+    assert [p.stat().st_size // row for p in files] == [
+        len(read_csv(mask_data / "eval" / "info.csv")), len(read_csv(mask_data / "train" / "images.csv"))
+    ]
