@@ -1,12 +1,13 @@
 """Image training: images per second of the same ResNet trained by a
 hand-written loop, by torchyard (uncached and with ``cache: memory``), by
-timm's ``train.py`` (GPU only, given ``--timm-train``) and by Lightning (when
+timm's ``train.py`` (given ``--timm-train``) and by Lightning (when
 importable).
 
 The data: ``--images`` random-ish JPEGs (smooth colour gradients plus noise,
 ``--jpeg-size`` pixels square) generated with PIL into a cache folder in
 torchvision's ImageFolder layout, ``--classes`` classes. Every contender
-trains torchvision's ``resnet18`` (``--model resnet50`` too; random weights)
+trains torchvision's ``resnet18`` (``--model resnet50`` too; random weights;
+timm's own, of the same layers, in timm's ``train.py``)
 at ``--image-size`` pixels with SGD (lr 0.01, momentum 0.9), cross-entropy,
 batch ``--batch-size``, ``--workers`` loader workers, shuffled, no
 validation:
@@ -19,11 +20,20 @@ validation:
   (checkpoints and ``metrics.csv`` written, to a temporary folder); once
   uncached and once with ``cache: memory``.
 * **lightning**: the same model, data and optimizer in a ``LightningModule``
-  (only when ``lightning`` is importable; it is not installed here).
-* **timm train.py**: ``--timm-train PATH`` to a copy of timm's repository's
-  ``train.py``; on a GPU only (resnet50, ``--amp --amp-dtype bfloat16
-  --channels-last --torchcompile``), and then torchyard runs with the same
-  settings (``precision: bf16-mixed``, ``channels_last``, ``compile``).
+  (only when ``lightning`` is importable: ``pip install -e '.[bench]'``).
+* **timm train.py**: ``--timm-train PATH`` to a fetched copy of timm's
+  repository (or its ``train.py``; never committed), run with ``runpy`` inside
+  the child, ``timm.models.create_model`` wrapped to put the same clock on its
+  model (timm's ``resnet18``/``resnet50``: torchvision's layers and parameter
+  count). Same data, size, batch, workers and epochs; ``--no-aug
+  --interpolation bilinear`` (a resize only), no validation, ``--opt
+  momentum`` (plain momentum SGD), constant lr, no weight decay or label
+  smoothing. On the CPU plain fp32 (``--device cpu --no-prefetcher``); on a GPU
+  ``--amp --amp-dtype bfloat16 --channels-last --torchcompile`` (the issue's
+  target is resnet50: ``--model resnet50``), and then torchyard runs with the
+  same settings (``precision: bf16-mixed``, ``channels_last``, ``compile``,
+  ``matmul_precision: high`` for timm's TF32); the hand-written loop and
+  Lightning stay plain fp32.
 
 Each run is its own subprocess (fair peak memory: the child's
 ``ru_maxrss``, or ``torch.cuda.max_memory_allocated`` on CUDA), runs are
@@ -31,7 +41,7 @@ interleaved over ``--repeats``. A run trains whole epochs; the first epoch
 (``--images / --batch-size`` steps) is the warm-up and fills the cache, then
 ``--steps`` steps are timed from the start of one training forward pass to
 the start of the one ``--steps`` later (a forward pre-hook on the model, the
-same for every contender). The table gives medians; the ratio is against the
+same for every contender, kept out of ``torch.compile``'s graph). The table gives medians; the ratio is against the
 hand-written loop. A second table, from
 ``benchmarks/data_throughput.py``'s ``epoch()``, gives the torchyard loader's own
 images/s (no model) with and without the cache from epoch 2 on.
@@ -43,6 +53,7 @@ Run it by hand (it is not a test)::
 
     .venv/bin/python benchmarks/image_training.py       # ~3-5 minutes on 2 CPU cores
     .venv/bin/python benchmarks/image_training.py --image-size 224 --steps 30 --json
+    .venv/bin/python benchmarks/image_training.py --image-size 224 --timm-train /tmp/timm-repo
 """
 
 from __future__ import annotations
@@ -52,7 +63,6 @@ import importlib.util
 import json
 import math
 import os
-import re
 import resource
 import statistics
 import subprocess
@@ -115,6 +125,10 @@ class StepClock:
                 torch.cuda.synchronize()
             self.times.append(time.perf_counter())
 
+    def attach(self, model: torch.nn.Module) -> None:
+        """Register on ``model``; kept out of ``torch.compile``'s graph (no graph break, runs every step)."""
+        model.register_forward_pre_hook(torch.compiler.disable(self))
+
 
 def _model(name: str, classes: int, channels_last: bool = False) -> torch.nn.Module:
     import torchvision
@@ -134,7 +148,7 @@ def run_hand_written(opts: dict[str, Any], clock: StepClock, device: torch.devic
     loader = DataLoader(data, batch_size=opts["batch_size"], shuffle=True, num_workers=opts["workers"],
                         pin_memory=device.type == "cuda", drop_last=True)  # fmt: skip
     model = _model(opts["model"], len(data.classes)).to(device)
-    model.register_forward_pre_hook(clock)
+    clock.attach(model)
     optimizer = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)
     loss_fn = torch.nn.CrossEntropyLoss()
     model.train()
@@ -152,7 +166,8 @@ def torchyard_config(opts: dict[str, Any], cache: str) -> dict[str, Any]:
     trainer: dict[str, Any] = {"max_epochs": opts["epochs"], "seed": SEED, "progress": False, "monitor": "train/loss",
                                "device": "cuda" if opts["gpu"] else "cpu"}  # fmt: skip
     if opts["gpu"]:
-        trainer.update({"precision": "bf16-mixed", "channels_last": True, "compile": True})
+        # timm train.py's --amp --amp-dtype bfloat16 --channels-last --torchcompile, and the TF32 it turns on
+        trainer.update({"precision": "bf16-mixed", "channels_last": True, "compile": True, "matmul_precision": "high"})
     return {
         "data": {"name": "image_folder", "root": opts["root"], "image_size": opts["image_size"], "cache": cache},
         "transforms": {"train": [{"name": "to_dtype", "dtype": "float32", "scale": True},
@@ -179,7 +194,7 @@ def run_torchyard(opts: dict[str, Any], clock: StepClock, cache: str) -> None:
     config = validate_config(torchyard_config(opts, cache), host.registry)
     with tempfile.TemporaryDirectory(prefix="torchyard-bench-") as out:
         run = build_run(config, host, Path(out))
-        run.model.register_forward_pre_hook(clock)
+        clock.attach(run.model)
         with contextlib.redirect_stdout(io.StringIO()):
             Trainer(run, Reporter(progress=False)).fit()
 
@@ -194,9 +209,9 @@ def run_lightning(opts: dict[str, Any], clock: StepClock, device: torch.device) 
                              transforms.Normalize(MEAN, STD)])  # fmt: skip
     data = datasets.ImageFolder(opts["root"], transform=tf)
     loader = DataLoader(data, batch_size=opts["batch_size"], shuffle=True, num_workers=opts["workers"],
-                        drop_last=True)  # fmt: skip
+                        pin_memory=device.type == "cuda", drop_last=True)  # fmt: skip
     model = _model(opts["model"], len(data.classes))
-    model.register_forward_pre_hook(clock)
+    clock.attach(model)
 
     class Module(lightning.LightningModule):
         def __init__(self) -> None:
@@ -230,6 +245,8 @@ def child(contender: str, opts: dict[str, Any]) -> None:
         run_torchyard(opts, clock, "memory" if contender.endswith("memory") else "none")
     elif contender == "lightning":
         run_lightning(opts, clock, device)
+    elif contender == "timm train.py":
+        run_timm(opts, clock)
     warm, steps = opts["warmup"], opts["steps"]
     if len(clock.times) < warm + steps + 1:
         raise RuntimeError(f"{contender}: {len(clock.times)} training steps, expected {warm + steps + 1}")
@@ -249,27 +266,49 @@ def run_child(contender: str, opts: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-# -- timm's train.py (GPU only) -------------------------------------------------------
+# -- timm's train.py, run inside the child ------------------------------------------------
 
 
-def run_timm(train_py: Path, opts: dict[str, Any]) -> dict[str, Any]:
-    """timm train.py on the same folder; its own logged images/s (the last running average)."""
-    data_dir = Path(opts["root"]).parent
+def timm_args(opts: dict[str, Any], out: str) -> list[str]:
+    """train.py's arguments for the same work: no augmentation (a bilinear resize only), no validation,
+    a constant SGD lr, no weight decay or label smoothing; on a GPU its speed flags, on the CPU plain fp32.
+    Its model is timm's ``resnet18``/``resnet50``: the same layers and parameter count as torchvision's."""
+    args = ["--data-dir", str(Path(opts["root"]).parent), "--train-split", "train", "--val-split", "",
+            "--model", opts["model"], "--num-classes", str(opts["classes"]), "--img-size", str(opts["image_size"]),
+            "-b", str(opts["batch_size"]), "--epochs", str(opts["epochs"]), "-j", str(opts["workers"]),
+            "--no-aug", "--interpolation", "bilinear", "--smoothing", "0",
+            "--opt", "momentum", "--lr", str(LR), "--momentum", str(MOMENTUM),  # timm's "sgd" is Nesterov
+            "--weight-decay", "0", "--sched", "constant", "--warmup-epochs", "0", "--output", out]  # fmt: skip
+    if opts["gpu"]:
+        return [*args, "--device", "cuda", "--pin-mem", "--amp", "--amp-dtype", "bfloat16", "--channels-last",
+                "--torchcompile"]  # fmt: skip
+    return [*args, "--device", "cpu", "--no-prefetcher"]  # timm's prefetcher is CUDA only
+
+
+def run_timm(opts: dict[str, Any], clock: StepClock) -> None:
+    """timm's train.py as ``__main__`` of this process; its ``create_model`` wrapped to attach ``clock``."""
+    import contextlib
+    import io
+    import runpy
+
+    import timm.models
+
+    create_model = timm.models.create_model
+
+    def create_and_clock(*args: Any, **kwargs: Any) -> torch.nn.Module:
+        model: torch.nn.Module = create_model(*args, **kwargs)
+        clock.attach(model)
+        return model
+
+    timm.models.create_model = create_and_clock  # train.py imports it from timm.models when it runs
+    train_py = str(Path(opts["timm_train"]).resolve())
     with tempfile.TemporaryDirectory(prefix="timm-bench-") as out:
-        cmd = [sys.executable, str(train_py), "--data-dir", str(data_dir), "--train-split", "train",
-               "--model", opts["model"], "--num-classes", str(opts["classes"]), "--img-size", str(opts["image_size"]),
-               "-b", str(opts["batch_size"]), "--epochs", str(opts["epochs"]), "--sched", "none",
-               "--opt", "sgd", "--lr", str(LR), "--momentum", str(MOMENTUM), "-j", str(opts["workers"]),
-               "--amp", "--amp-dtype", "bfloat16", "--channels-last", "--torchcompile", "--log-interval", "1",
-               "--output", out, "--no-prefetcher"]  # fmt: skip
-        started = time.perf_counter()
-        done = subprocess.run(cmd, capture_output=True, text=True, check=False, cwd=train_py.parent)
-        wall = time.perf_counter() - started
-    if done.returncode != 0:
-        return {"contender": "timm train.py", "error": done.stderr[-500:], "wall_s": wall}
-    rates = re.findall(r"\(\s*[\d.]+s,\s*([\d.]+)/s\)", done.stdout + done.stderr)
-    return {"contender": "timm train.py", "images_per_s": float(rates[-1]) if rates else math.nan,
-            "peak_mib": math.nan, "wall_s": wall}  # fmt: skip
+        argv, sys.argv = sys.argv, [train_py, *timm_args(opts, out)]
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):  # its --result JSON; its log goes to stderr
+                runpy.run_path(train_py, run_name="__main__")
+        finally:
+            sys.argv, timm.models.create_model = argv, create_model
 
 
 # -- the loader alone: data_throughput.epoch() ---------------------------------------------
@@ -312,7 +351,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=0, help="loader workers (default 0)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     parser.add_argument("--data", type=Path, help="keep the generated JPEGs here (default: a temporary folder)")
-    parser.add_argument("--timm-train", type=Path, help="timm's train.py (a fetched copy; GPU only)")
+    parser.add_argument("--timm-train", type=Path,
+                        help="a fetched copy of timm's repository, or its train.py (never committed)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--child-opts", help=argparse.SUPPRESS)
@@ -321,6 +361,9 @@ def main() -> None:
         child(args.child, json.loads(args.child_opts))
         return
     gpu = torch.cuda.is_available()
+    train_py = args.timm_train / "train.py" if args.timm_train and args.timm_train.is_dir() else args.timm_train
+    if train_py is not None and not train_py.is_file():
+        parser.error(f"--timm-train: no timm train.py at {train_py}")
     if args.images % args.batch_size:
         parser.error("--images must be a multiple of --batch-size (whole warm-up epochs)")
     warmup = args.images // args.batch_size
@@ -329,29 +372,28 @@ def main() -> None:
         root = make_images(args.data or Path(tmp), args.images, args.classes, args.jpeg_size)
         opts = {"root": str(root), "image_size": args.image_size, "model": args.model, "classes": args.classes,
                 "batch_size": args.batch_size, "workers": args.workers, "threads": args.threads, "gpu": gpu,
-                "epochs": epochs, "warmup": warmup, "steps": args.steps}  # fmt: skip
+                "epochs": epochs, "warmup": warmup, "steps": args.steps,
+                "timm_train": str(train_py) if train_py else None}  # fmt: skip
         contenders = ["hand-written", "torchyard", "torchyard memory"]
         notes = []
         if importlib.util.find_spec("lightning") is not None:
             contenders.append("lightning")
         else:
-            notes.append("lightning: not importable, skipped")
+            notes.append("lightning: not importable (pip install -e '.[bench]'), skipped")
+        if train_py is not None:
+            contenders.append("timm train.py")
+        else:
+            notes.append("timm train.py: not given (--timm-train PATH to a copy of timm's repository), skipped")
         runs = []
         for repeat in range(args.repeats):
             for name in contenders:
                 runs.append(run_child(name, opts))
                 print(f"  repeat {repeat + 1}/{args.repeats}  {name:<16} {runs[-1]['images_per_s']:8.1f} img/s",
                       file=sys.stderr, flush=True)  # fmt: skip
-        if not gpu:
-            notes.append("timm train.py (--amp --channels-last --torchcompile, resnet50, bf16): needs a GPU, skipped")
-        elif args.timm_train is None:
-            notes.append("timm train.py: not given (--timm-train PATH), skipped")
-        else:
-            runs.append(run_timm(args.timm_train, opts))
         loader = loader_rates(opts, epochs=4)
     table = []
-    for name in [*contenders, *(["timm train.py"] if any(r["contender"] == "timm train.py" for r in runs) else [])]:
-        mine = [r for r in runs if r["contender"] == name and "images_per_s" in r]
+    for name in contenders:
+        mine = [r for r in runs if r["contender"] == name]
         if mine:
             table.append({"contender": name, "images_per_s": statistics.median(r["images_per_s"] for r in mine),
                           "peak_mib": statistics.median(r["peak_mib"] for r in mine),
