@@ -105,7 +105,9 @@ def make_images(folder: Path, images: int, classes: int, size: int) -> Path:
         pixels += rng.normal(0, 12, size=(size, size, 3)).astype(np.float32)
         pixels[:, :, label % 3] += 40  # something to learn
         (root / f"class{label}").mkdir(parents=True, exist_ok=True)
-        Image.fromarray(pixels.clip(0, 255).astype(np.uint8)).save(root / f"class{label}" / f"{i:05d}.jpg", quality=90)
+        Image.fromarray(pixels.clip(0, 255).astype(np.uint8)).save(
+            root / f"class{label}" / f"{i:05d}.jpg", quality=90
+        )
     done.touch()
     return root
 
@@ -154,7 +156,10 @@ def run_hand_written(opts: dict[str, Any], clock: StepClock, device: torch.devic
     model.train()
     for _ in range(opts["epochs"]):
         for images, targets in loader:
-            images, targets = images.to(device, non_blocking=True), targets.to(device, non_blocking=True)
+            images, targets = (
+                images.to(device, non_blocking=True),
+                targets.to(device, non_blocking=True),
+            )
             optimizer.zero_grad(set_to_none=True)
             loss = loss_fn(model(images), targets)
             loss.backward()
@@ -167,15 +172,35 @@ def torchyard_config(opts: dict[str, Any], cache: str) -> dict[str, Any]:
                                "device": "cuda" if opts["gpu"] else "cpu"}  # fmt: skip
     if opts["gpu"]:
         # timm train.py's --amp --amp-dtype bfloat16 --channels-last --torchcompile, and the TF32 it turns on
-        trainer.update({"precision": "bf16-mixed", "channels_last": True, "compile": True, "matmul_precision": "high"})
+        trainer.update(
+            {
+                "precision": "bf16-mixed",
+                "channels_last": True,
+                "compile": True,
+                "matmul_precision": "high",
+            }
+        )
     return {
-        "data": {"name": "image_folder", "root": opts["root"], "image_size": opts["image_size"], "cache": cache},
-        "transforms": {"train": [{"name": "to_dtype", "dtype": "float32", "scale": True},
-                                 {"name": "normalize", "mean": MEAN, "std": STD}]},  # fmt: skip
+        "data": {
+            "name": "image_folder",
+            "root": opts["root"],
+            "image_size": opts["image_size"],
+            "cache": cache,
+        },
+        "transforms": {
+            "train": [
+                {"name": "to_dtype", "dtype": "float32", "scale": True},
+                {"name": "normalize", "mean": MEAN, "std": STD},
+            ]
+        },
         "model": {"name": opts["model"]},
         "loss": {"name": "cross_entropy"},
         "optimizer": {"name": "sgd", "lr": LR, "momentum": MOMENTUM},
-        "loader": {"batch_size": opts["batch_size"], "num_workers": opts["workers"], "drop_last": True},
+        "loader": {
+            "batch_size": opts["batch_size"],
+            "num_workers": opts["workers"],
+            "drop_last": True,
+        },
         "trainer": trainer,
     }
 
@@ -249,7 +274,9 @@ def child(contender: str, opts: dict[str, Any]) -> None:
         run_timm(opts, clock)
     warm, steps = opts["warmup"], opts["steps"]
     if len(clock.times) < warm + steps + 1:
-        raise RuntimeError(f"{contender}: {len(clock.times)} training steps, expected {warm + steps + 1}")
+        raise RuntimeError(
+            f"{contender}: {len(clock.times)} training steps, expected {warm + steps + 1}"
+        )
     seconds = clock.times[warm + steps] - clock.times[warm]
     peak = (torch.cuda.max_memory_allocated() if device.type == "cuda"
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)  # fmt: skip
@@ -258,7 +285,14 @@ def child(contender: str, opts: dict[str, Any]) -> None:
 
 
 def run_child(contender: str, opts: dict[str, Any]) -> dict[str, Any]:
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", contender, "--child-opts", json.dumps(opts)]
+    cmd = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--child",
+        contender,
+        "--child-opts",
+        json.dumps(opts),
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"{contender} failed:\n{done.stderr[-3000:]}")
@@ -305,7 +339,9 @@ def run_timm(opts: dict[str, Any], clock: StepClock) -> None:
     with tempfile.TemporaryDirectory(prefix="timm-bench-") as out:
         argv, sys.argv = sys.argv, [train_py, *timm_args(opts, out)]
         try:
-            with contextlib.redirect_stdout(io.StringIO()):  # its --result JSON; its log goes to stderr
+            with contextlib.redirect_stdout(
+                io.StringIO()
+            ):  # its --result JSON; its log goes to stderr
                 runpy.run_path(train_py, run_name="__main__")
         finally:
             sys.argv, timm.models.create_model = argv, create_model
@@ -325,7 +361,9 @@ def loader_rates(opts: dict[str, Any], epochs: int) -> list[dict[str, Any]]:
         cache_module._MEMORY.clear()
         bundle = image_folder(Path(opts["root"]), image_size=opts["image_size"], cache=cache,
                               train_transform=image_cache.transforms())  # fmt: skip
-        config = LoaderConfig(batch_size=opts["batch_size"], num_workers=opts["workers"], persistent_workers=False)
+        config = LoaderConfig(
+            batch_size=opts["batch_size"], num_workers=opts["workers"], persistent_workers=False
+        )
         loader = make_loader(bundle.train, config, torch.device("cpu"), train=True)
         rates = [data_throughput.epoch(loader) for _ in range(epochs)]
         rows.append({"cache": cache, "epoch_1": rates[0], "later": statistics.median(rates[1:])})
@@ -339,20 +377,35 @@ def loader_rates(opts: dict[str, Any], epochs: int) -> list[dict[str, Any]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--images", type=int, default=480, help="JPEGs, = the warm-up epoch (default 480)")
+    parser.add_argument(
+        "--images", type=int, default=480, help="JPEGs, = the warm-up epoch (default 480)"
+    )
     parser.add_argument("--classes", type=int, default=4, help="classes (default 4)")
-    parser.add_argument("--jpeg-size", type=int, default=256, help="side of the JPEGs (default 256)")
-    parser.add_argument("--image-size", type=int, default=112,
-                        help="training size, e.g. 224, or the mask example's 32 (default 112)")
+    parser.add_argument(
+        "--jpeg-size", type=int, default=256, help="side of the JPEGs (default 256)"
+    )
+    parser.add_argument(
+        "--image-size",
+        type=int,
+        default=112,
+        help="training size, e.g. 224, or the mask example's 32 (default 112)",
+    )
     parser.add_argument("--model", default="resnet18", choices=["resnet18", "resnet50"])
     parser.add_argument("--batch-size", type=int, default=16, help="batch size (default 16)")
-    parser.add_argument("--steps", type=int, default=20, help="timed steps after the warm-up epoch (default 20)")
+    parser.add_argument(
+        "--steps", type=int, default=20, help="timed steps after the warm-up epoch (default 20)"
+    )
     parser.add_argument("--repeats", type=int, default=2, help="interleaved repeats (default 2)")
     parser.add_argument("--workers", type=int, default=0, help="loader workers (default 0)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
-    parser.add_argument("--data", type=Path, help="keep the generated JPEGs here (default: a temporary folder)")
-    parser.add_argument("--timm-train", type=Path,
-                        help="a fetched copy of timm's repository, or its train.py (never committed)")
+    parser.add_argument(
+        "--data", type=Path, help="keep the generated JPEGs here (default: a temporary folder)"
+    )
+    parser.add_argument(
+        "--timm-train",
+        type=Path,
+        help="a fetched copy of timm's repository, or its train.py (never committed)",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--child-opts", help=argparse.SUPPRESS)
@@ -361,7 +414,11 @@ def main() -> None:
         child(args.child, json.loads(args.child_opts))
         return
     gpu = torch.cuda.is_available()
-    train_py = args.timm_train / "train.py" if args.timm_train and args.timm_train.is_dir() else args.timm_train
+    train_py = (
+        args.timm_train / "train.py"
+        if args.timm_train and args.timm_train.is_dir()
+        else args.timm_train
+    )
     if train_py is not None and not train_py.is_file():
         parser.error(f"--timm-train: no timm train.py at {train_py}")
     if args.images % args.batch_size:
@@ -383,7 +440,9 @@ def main() -> None:
         if train_py is not None:
             contenders.append("timm train.py")
         else:
-            notes.append("timm train.py: not given (--timm-train PATH to a copy of timm's repository), skipped")
+            notes.append(
+                "timm train.py: not given (--timm-train PATH to a copy of timm's repository), skipped"
+            )
         runs = []
         for repeat in range(args.repeats):
             for name in contenders:
@@ -408,7 +467,12 @@ def main() -> None:
             **_machine.machine_info(), "load_average": os.getloadavg(), "targets": {"torchyard": TARGET_RATIO,
             "cache": image_cache.TARGET_RATIO}}  # fmt: skip
     if args.json:
-        print(json.dumps({**info, "training": table, "loader": loader, "notes": notes, "all_runs": runs}, indent=2))
+        print(
+            json.dumps(
+                {**info, "training": table, "loader": loader, "notes": notes, "all_runs": runs},
+                indent=2,
+            )
+        )
         return
     print(f"{args.model} at {args.image_size} px from {args.images} JPEGs {args.jpeg_size} px, {args.classes} classes, "
           f"batch {args.batch_size}, warm-up {warmup} steps then {args.steps} timed, {args.repeats} repeats, "
@@ -416,11 +480,21 @@ def main() -> None:
           f"load {info['load_average'][0]:.1f}")  # fmt: skip
     print(f"{'contender':<16}  {'img/s':>8}  {'ratio':>6}  {'peak MiB':>8}")
     for row in table:
-        flag = "  below the target" if row["contender"] == "torchyard" and row["ratio"] < TARGET_RATIO else ""
-        print(f"{row['contender']:<16}  {row['images_per_s']:>8.1f}  {row['ratio']:>5.2f}x  {row['peak_mib']:>8.0f}{flag}")
-    print(f"loader alone (no model): {'cache':>6}  {'epoch 1 img/s':>13}  {'epochs 2+ img/s':>15}  ratio")
+        flag = (
+            "  below the target"
+            if row["contender"] == "torchyard" and row["ratio"] < TARGET_RATIO
+            else ""
+        )
+        print(
+            f"{row['contender']:<16}  {row['images_per_s']:>8.1f}  {row['ratio']:>5.2f}x  {row['peak_mib']:>8.0f}{flag}"
+        )
+    print(
+        f"loader alone (no model): {'cache':>6}  {'epoch 1 img/s':>13}  {'epochs 2+ img/s':>15}  ratio"
+    )
     for r in loader:
-        print(f"{'':<24} {r['cache']:>6}  {r['epoch_1']:>13.0f}  {r['later']:>15.0f}  {r['ratio']:.2f}x")
+        print(
+            f"{'':<24} {r['cache']:>6}  {r['epoch_1']:>13.0f}  {r['later']:>15.0f}  {r['ratio']:.2f}x"
+        )
     for note in notes:
         print("note:", note)
 
