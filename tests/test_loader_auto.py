@@ -3,6 +3,7 @@ the data, and that a run's config.yaml states the number it used."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +22,13 @@ from torchyard.loader_config import (
     choose_workers,
     in_memory,
     resolve_loader,
+    start_method,
+    unpicklable,
 )
 from torchyard.plugins import PluginHost
 from torchyard.run import build_run, make_loader, write_resolved_config
+
+from .conftest import fake_entry_points
 
 # torchvision 0.29 deprecates its image decoders (for TorchCodec) with a warning per call
 pytestmark = [
@@ -247,3 +252,56 @@ def test_a_run_trains_with_auto_workers_and_says_so(
     again = cli("run", out / "config.yaml", "--out", tmp_path / "again")
     assert again.exit_code == 0, again.output
     assert yaml.safe_load((tmp_path / "again" / "config.yaml").read_text())["loader"] == written
+
+
+def test_unpicklable_reports_why_only_where_workers_pickle(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Local(Dataset[Any]):
+        def __init__(self) -> None:
+            self.read = lambda i: i
+
+    monkeypatch.setattr(loader_config, "start_method", lambda: "fork")
+    assert unpicklable([Local()]) is None  # forked workers inherit it
+    monkeypatch.setattr(loader_config, "start_method", lambda: "spawn")
+    assert "Can't pickle" in str(unpicklable([None, TensorDataset(torch.zeros(2)), Local()]))
+    assert unpicklable([Files(), None, TensorDataset(torch.zeros(10**6))]) is None
+
+
+def test_start_method_sets_nothing() -> None:
+    import multiprocessing
+
+    before = multiprocessing.get_start_method(allow_none=True)
+    assert start_method() in multiprocessing.get_all_start_methods()
+    assert multiprocessing.get_start_method(allow_none=True) == before
+
+
+@pytest.mark.parametrize("workers", ["auto", 2])
+def test_a_dataset_workers_cannot_receive(
+    workers: Any,
+    tmp_path: Path,
+    cli: Any,
+    write_config: Any,
+    digits_config: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Under spawn or forkserver (macOS, Windows, Linux from Python 3.14): auto
+    loads in the main process and says why; an explicit count is the plugin's error."""
+    fake_entry_points(monkeypatch, {"mistakes": "tests.plugins.mistakes"})
+    monkeypatch.setattr(loader_config, "start_method", lambda: "spawn")
+    monkeypatch.setattr(loader_config, "available_cpus", lambda: 4)
+    digits_config["data"] = {"name": "lambda_digits"}
+    digits_config["loader"] = {"batch_size": 64, "num_workers": workers}
+    digits_config["trainer"].update(max_epochs=1, limit_train_batches=2)
+    out = tmp_path / "run"
+    result = cli("run", write_config(digits_config), "--out", out)
+    problem = ("the dataset of data 'lambda_digits' (plugin mistakes) cannot be pickled, and worker processes "
+               "start by 'spawn' here, which pickles it (AttributeError: Can't pickle local object")  # fmt: skip
+    if workers == 2:
+        assert result.exit_code == 2, result.output
+        assert result.stderr.startswith(f"error: loader.num_workers: 2: {problem}")
+        assert result.stderr.strip().endswith("; set loader.num_workers: 0") and "Traceback" not in result.output
+        assert not out.exists()
+        return
+    assert result.exit_code == 0, result.output
+    assert f"loader.num_workers: auto takes 0 workers: {problem}" in " ".join(result.output.split())
+    assert yaml.safe_load((out / "config.yaml").read_text())["loader"]["num_workers"] == 0
+    assert any("cannot be pickled" in w for w in json.loads((out / "summary.json").read_text())["warnings"])

@@ -12,12 +12,19 @@ a share of the CPUs this process may use (:func:`choose_workers`). With
 A dataset says it is held in memory with a true ``in_memory`` attribute; a
 ``TensorDataset`` is, and so are subsets and concatenations of such datasets
 (:func:`in_memory`).
+
+Workers started by ``fork`` (Linux, before Python 3.14) inherit the dataset;
+started by ``spawn`` (macOS, Windows) or ``forkserver`` (Linux from Python
+3.14) they receive it pickled, which a dataset holding a lambda or a local
+function cannot be (:func:`unpicklable`).
 """
 
 from __future__ import annotations
 
 import math
+import multiprocessing
 import os
+import pickle
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -34,6 +41,8 @@ __all__ = [
     "choose_workers",
     "in_memory",
     "resolve_loader",
+    "start_method",
+    "unpicklable",
 ]
 
 MAX_WORKERS = 256
@@ -165,3 +174,39 @@ def resolve_loader(
             loader.num_workers == "auto" and workers > 0 and device_type == "cuda"
         )
     return values
+
+
+def start_method() -> str:
+    """How the DataLoader's worker processes start here: ``fork``, ``spawn``
+    or ``forkserver`` (the one set, else the platform's default; nothing is set)."""
+    return multiprocessing.get_start_method(allow_none=True) or multiprocessing.get_all_start_methods()[0]
+
+
+class _Sink:
+    def write(self, data: bytes) -> int:
+        return len(data)
+
+
+class _Probe(pickle.Pickler):
+    """Pickles to nowhere, arrays and tensors left out (they pickle; copying them costs)."""
+
+    def persistent_id(self, obj: Any) -> str | None:
+        import numpy as np
+        import torch
+
+        return "array" if isinstance(obj, (np.ndarray, torch.Tensor)) else None
+
+
+def unpicklable(datasets: Iterable[Any]) -> str | None:
+    """Why one of ``datasets`` cannot go to worker processes, or ``None``:
+    they can, or workers :func:`start_method` by ``fork`` and need no pickling."""
+    if start_method() == "fork":
+        return None
+    for dataset in datasets:
+        if dataset is None:
+            continue
+        try:
+            _Probe(_Sink(), protocol=pickle.HIGHEST_PROTOCOL).dump(dataset)
+        except Exception as e:  # whatever a dataset's __reduce__ raises: the reason to report
+            return f"{type(e).__name__}: {e}"
+    return None

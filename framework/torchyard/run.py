@@ -308,7 +308,8 @@ def build_run(
             )
         extras["sample_weights"] = weights
 
-    resolved: dict[str, dict[str, Any]] = {"loader": _resolve_loader(cfg, data, device)}
+    warned = extras["split_warnings"] = list(extras.get("split_warnings", ()))
+    resolved: dict[str, dict[str, Any]] = {"loader": _resolve_loader(cfg, data, device, warned)}
     model = build_component(
         cfg.model, context=context, injected=resolved.setdefault("model", {}), where="model"
     )
@@ -382,20 +383,36 @@ def build_run(
     )
 
 
-def _resolve_loader(cfg: RunConfig, data: DataBundle, device: torch.device) -> dict[str, Any]:
+def _resolve_loader(cfg: RunConfig, data: DataBundle, device: torch.device, warned: list[str]) -> dict[str, Any]:
     """The values of ``cfg.loader``'s ``auto`` settings for this run (the
-    same for every split; written to its ``config.yaml``)."""
+    same for every split; written to its ``config.yaml``). Workers that would
+    receive a dataset that cannot be pickled: ``auto`` takes none (a warning
+    appended to ``warned``), an explicit count is the plugin's error."""
     import os
 
     from torchyard import distributed
-    from torchyard.loader_config import resolve_loader
+    from torchyard.loader_config import resolve_loader, start_method, unpicklable
 
     # torchrun's processes on this machine share its CPUs
     processes = int(os.environ.get("LOCAL_WORLD_SIZE") or distributed.world_size())
     splits = [data.train, data.val, data.test]
-    return resolve_loader(
+    values = resolve_loader(
         cfg.loader, splits, device.type, deterministic=cfg.trainer.deterministic, processes=processes
     )
+    workers = values.get("num_workers", cfg.loader.num_workers)
+    why = unpicklable(splits) if isinstance(workers, int) and workers > 0 else None
+    if why is None:
+        return values
+    record = cfg.data.record
+    problem = (f"the dataset of data '{record.name}' (plugin {record.source}) cannot be pickled, and worker "
+               f"processes start by '{start_method()}' here, which pickles it ({why[:200]})")  # fmt: skip
+    if cfg.loader.num_workers != "auto":
+        raise PluginError(f"loader.num_workers: {workers}: {problem}; set loader.num_workers: 0")
+    warned.append(f"loader.num_workers: auto takes 0 workers: {problem}")
+    values["num_workers"] = 0
+    if "persistent_workers" in values:  # auto: on only with workers
+        values["persistent_workers"] = False
+    return values
 
 
 def _transforms(cfg: RunConfig) -> dict[str, Any]:

@@ -68,6 +68,37 @@ def exploding_model(num_classes: int = 10) -> Any:
     return Exploding()
 
 
+def lambda_digits() -> Any:
+    """Digits read through a lambda: fine in this process, unpicklable for
+    worker processes started by spawn or forkserver."""
+    import torch
+    from sklearn.datasets import load_digits
+    from torch.utils.data import Dataset
+
+    bunch = load_digits()
+    x = torch.tensor(bunch.images, dtype=torch.float32).unsqueeze(1) / 16
+    y = torch.tensor(bunch.target)
+
+    class Read(Dataset[Any]):
+        def __init__(self, rows: range) -> None:
+            self.rows = rows
+            self.read = lambda i: (x[i], y[i])
+
+        def __len__(self) -> int:
+            return len(self.rows)
+
+        def __getitem__(self, i: int) -> Any:
+            return self.read(self.rows[i])
+
+    return torchyard.DataBundle(train=Read(range(0, 1400)), val=Read(range(1400, 1797)), task="classification",
+                                num_classes=10, input_shape=(1, 8, 8))  # fmt: skip
+
+
+@torchyard.hookimpl
+def register_datasets(register: Any) -> None:
+    register("lambda_digits", lambda_digits)
+
+
 @torchyard.hookimpl
 def register_models(register: Any) -> None:
     register("exploding", exploding_model)
