@@ -302,3 +302,31 @@ def test_torchrun_processes_and_their_workers_share_the_image_caches(
     assert [p.stat().st_size // row for p in files] == [
         len(read_csv(mask_data / "eval" / "info.csv")), len(read_csv(mask_data / "train" / "images.csv"))
     ]
+
+
+def test_a_compiled_channels_last_model_trains_under_torchrun(tmp_path: Path) -> None:
+    """DistributedDataParallel wrapped first, compiled after (aot_eager: cheap):
+    it trains as the plain model does under torchrun, and the checkpoint holds
+    the plain model's weights, which load without compile."""
+    rows = {}
+    for name, speed in (("plain", {}), ("compiled", {"channels_last": True, "compile": {"backend": "aot_eager"}})):
+        config = CONFIG | {"metrics": [{"name": "accuracy"}],
+                           "trainer": {**CONFIG["trainer"], "max_epochs": 1, **speed}}  # fmt: skip
+        (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+        done = subprocess.run(
+            [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone",
+             "-m", "torchyard", "run", f"{name}.yaml", "--out", name],
+            cwd=tmp_path, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert "2 processes" in done.stdout
+        [rows[name]] = read_csv(tmp_path / name / "metrics.csv")
+    # the same synchronised steps: one process's unsynchronised gradients would drift from these
+    assert float(rows["compiled"]["train/loss"]) == pytest.approx(float(rows["plain"]["train/loss"]), rel=1e-5)
+    assert float(rows["compiled"]["val/loss"]) == pytest.approx(float(rows["plain"]["val/loss"]), rel=1e-2)
+    weights = load_checkpoint(tmp_path / "compiled" / "checkpoints" / "best.pt")["model"]
+    assert not [key for key in weights if "_orig_mod" in key or key.startswith("module.")]
+    import torchyard
+
+    model = torchyard.load(tmp_path / "compiled").models[0]
+    assert not isinstance(model, torch._dynamo.eval_frame.OptimizedModule)

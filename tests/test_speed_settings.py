@@ -167,9 +167,12 @@ def test_a_compiled_run_saves_a_plain_checkpoint_that_loads_without_compile(
 def test_an_interrupted_compiled_run_resumes_to_the_same_weights(
     builtin_host: PluginHost, digits_config: dict[str, Any], tmp_path: Path
 ) -> None:
+    """compile with channels_last and an EMA callback: the averaged weights
+    swap in and out of the plain module that the compiled callable wraps."""
     plugin = SignalAt()
     builtin_host.add_plugin(plugin, "signal-at")
-    config = _config(digits_config, compile={"backend": "aot_eager"}, max_epochs=2)
+    config = _config(digits_config, compile={"backend": "aot_eager"}, channels_last=True, max_epochs=2)
+    config["callbacks"] = [{"name": "ema", "decay": 0.9}]
     reference_run = _run(config, builtin_host, tmp_path / "reference")
     reference = (reference_run, Trainer(reference_run).fit())
     plugin.at = 25  # epoch 2, part-way
@@ -178,6 +181,11 @@ def test_an_interrupted_compiled_run_resumes_to_the_same_weights(
     assert not [key for key in load_checkpoint(tmp_path / "interrupted" / "checkpoints" / "last.pt")["model"]
                 if "_orig_mod" in key]
     _same_outcome(reference, resumed)
+    convolutions = [p for p in resumed[0].model.parameters() if p.dim() == 4]
+    assert convolutions and all(p.is_contiguous(memory_format=torch.channels_last) for p in convolutions)
+    # the EMA kept a plain module's average, which updated through the compiled steps
+    [ema] = load_checkpoint(tmp_path / "interrupted" / "checkpoints" / "last.pt")["callbacks"].values()
+    assert ema["updates"] > 0 and not [key for key in ema["averaged"] if "_orig_mod" in key]
 
 
 def test_reduce_overhead_outputs_are_copies_that_a_later_replay_cannot_overwrite() -> None:
