@@ -92,11 +92,15 @@ def test_a_second_run_reads_the_disk_cache(images: Path, tmp_path: Path, decodes
     assert [p.suffix for p in (tmp_path / "cache" / "v2-6x5-rgb").iterdir()] == [".u8"]  # one file for the list
 
 
-def test_the_folds_of_a_kfold_run_share_the_memory_cache(images: Path, decodes: Path) -> None:
-    first = build(images, cache="memory").train
+@pytest.mark.parametrize("cache", ["memory", "disk"])
+def test_the_folds_of_a_kfold_run_share_the_cache(images: Path, tmp_path: Path, decodes: Path, cache: str) -> None:
+    first = build(images, cache=cache, cache_dir=tmp_path / "cache").train
     _ = [first[i] for i in range(len(first))]
-    again = build(images, cache="memory").train  # k-fold builds the dataset once per fold
-    assert again.cache is first.cache
+    again = build(images, cache=cache, cache_dir=tmp_path / "cache").train  # k-fold builds it once per fold
+    if cache == "memory":
+        assert again.cache is first.cache
+    else:
+        assert again.cache.file == first.cache.file
     _ = [again[i] for i in range(len(again))]
     assert count(decodes) == 6
 
