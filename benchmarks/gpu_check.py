@@ -2,8 +2,10 @@
 
 CI has no GPU, so the CUDA-only code -- device moves, pinned memory with
 non-blocking copies, bf16 and fp16 autocast with gradient scaling, metric
-states on the device, checkpoints written on the GPU and read on a CPU --
-is exercised here. Each check prints one line; the script exits non-zero
+states on the device, checkpoints written on the GPU and read on a CPU, the
+GPU step settings (cudnn.benchmark, TF32, channels_last, torch.compile with
+inductor and CUDA graphs, with EMA) and ``num_workers: auto`` with the image
+cache -- is exercised here. Each check prints one line; the script exits non-zero
 if any fails and can write everything as JSON::
 
     python benchmarks/gpu_check.py --json gpu_check.json
@@ -147,6 +149,65 @@ def auto_device(out: Path) -> dict[str, Any]:
     return {"device": str(run.device)}
 
 
+@check("speed-settings-with-ema")
+def speed_settings(out: Path) -> dict[str, Any]:
+    """bf16 + TF32 + channels_last + inductor compile + EMA: trains, and saves a plain checkpoint."""
+    data = config(precision="bf16-mixed", matmul_precision="high", channels_last=True, compile=True)
+    data["callbacks"] = [{"name": "ema", "decay": 0.9}]
+    run = make_run(data, out)
+    assert torch.backends.cudnn.benchmark, "cudnn.benchmark should be on without deterministic"
+    assert torch.get_float32_matmul_precision() == "high"
+    assert all(p.is_contiguous(memory_format=torch.channels_last) for p in run.model.parameters() if p.dim() == 4)
+    started = time.perf_counter()
+    summary = fit_and_submit(run, Reporter(progress=False))
+    seconds = time.perf_counter() - started
+    assert summary["best_value"] >= 0.9, summary["best_value"]
+    weights = load_checkpoint(out / "checkpoints" / "best.pt", map_location="cpu")["model"]
+    assert not [k for k in weights if "_orig_mod" in k], "compile's prefix leaked into the checkpoint"
+    import torchyard
+
+    predictor = torchyard.load(out, device="cpu")  # a plain model on a CPU
+    assert not isinstance(predictor.models[0], torch._dynamo.eval_frame.OptimizedModule)
+    return {"best_val_accuracy": round(summary["best_value"], 4), "seconds": round(seconds, 1)}
+
+
+@check("compile-reduce-overhead")
+def reduce_overhead(out: Path) -> dict[str, Any]:
+    """CUDA graphs: every evaluation batch's outputs kept (cloned), as eager gives them."""
+    run = make_run(config(max_epochs=2, compile={"mode": "reduce-overhead"}), out)
+    trainer = Trainer(run)
+    trainer.fit()
+    compiled = trainer.predict(run.loader("test")).outputs
+    run.model.eval()
+    with torch.inference_mode():
+        eager = torch.cat([run.model(x.to(run.device)).float().cpu() for x, *_ in run.loader("test")])
+    diff = float(abs(torch.as_tensor(compiled) - eager).max())
+    assert diff < 1e-2, diff
+    return {"max_abs_diff": diff}
+
+
+@check("image-cache-auto-workers")
+def image_cache_workers(out: Path) -> dict[str, Any]:
+    """An image run on CUDA: auto workers (persistent, pinned) filling the memory cache."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    import image_training  # benchmarks/image_training.py: its JPEG set
+
+    root = image_training.make_images(out, images=256, classes=4, size=96)
+    data = config(max_epochs=2)
+    data.update(data={"name": "image_folder", "root": str(root), "image_size": 64, "cache": "memory"},
+                split={"method": "holdout", "val_fraction": 0.25},
+                model={"name": "resnet18"}, writer=None, scheduler=None,
+                transforms={"train": [{"name": "to_dtype", "dtype": "float32", "scale": True}]})  # fmt: skip
+    run = make_run(data, out / "run")
+    loader = run.loader("train")
+    assert loader.num_workers > 0 and loader.persistent_workers and loader.pin_memory, (
+        loader.num_workers, loader.persistent_workers, loader.pin_memory)  # fmt: skip
+    summary = fit_and_submit(run, Reporter(progress=False))
+    cache = run.data.train.dataset.cache if hasattr(run.data.train, "dataset") else run.data.train.cache
+    assert bool(cache.filled.all()), "the workers did not fill the shared cache"
+    return {"num_workers": loader.num_workers, "epochs": summary["epochs"]}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", type=Path, help="Also write the results to this file.")
@@ -158,7 +219,8 @@ def main() -> int:
           f"bf16 supported: {torch.cuda.is_bf16_supported()}")
     with tempfile.TemporaryDirectory() as tmp:
         for step in (auto_device, precision_32, precision_bf16, precision_16,
-                     cuda_checkpoint_on_cpu, missing_index):
+                     cuda_checkpoint_on_cpu, missing_index, speed_settings, reduce_overhead,
+                     image_cache_workers):
             step(Path(tmp))
     if args.json:
         args.json.write_text(json.dumps(
