@@ -231,3 +231,15 @@ def test_a_full_disk_is_one_error_when_the_cache_file_is_created(
     monkeypatch.setattr(image_cache.os, "posix_fallocate", full, raising=False)
     with pytest.raises(DataError, match=r"cache: cannot create the disk cache file .*\.u8: No space left on device"):
         build(images, cache="disk", cache_dir=tmp_path / "cache")
+
+
+def test_another_torchvision_decodes_into_another_disk_cache_file(
+    images: Path, tmp_path: Path, decodes: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = build(images, cache="disk", cache_dir=tmp_path / "cache").train
+    _ = [first[i] for i in range(len(first))]
+    monkeypatch.setattr(image_cache, "_torchvision_version", lambda: "99.0")  # its decoders may differ
+    again = build(images, cache="disk", cache_dir=tmp_path / "cache").train
+    assert again.cache.file != first.cache.file
+    _ = [again[i] for i in range(len(again))]
+    assert count(decodes) == 12

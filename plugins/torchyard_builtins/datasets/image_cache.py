@@ -15,7 +15,8 @@ run's folds, which list the same files, reuse their process's copy.
 ``cache: disk`` keeps the images of one list of files (the training files,
 the test files) in one memory-mapped file under ``cache_dir`` (default
 ``~/.cache/torchyard/images``), in a folder per ``image_size`` and ``color``,
-named by the list. A row per image records its file's path, size and
+named by the list and the torchvision version (its decoders and resize
+make the pixels). A row per image records its file's path, size and
 modification time before its pixels: a later run on the same files (another
 fold, a torchrun process, the next experiment) reads the row instead of
 decoding, and a changed image is decoded again and its row rewritten. The
@@ -136,7 +137,9 @@ def image_caches(
     if image_size is None:
         raise ValueError(f"cache: {kind} needs image_size (it keeps every image at one size)")
     shape = (3 if color == "rgb" else 1, *image_size)
-    keys = [hashlib.sha1("\n".join([_VERSION, f"{shape}", *map(str, paths)]).encode()).hexdigest() for paths in lists]
+    # the decoders and the resize are torchvision's: another version may give other pixels
+    settings = [_VERSION, f"{shape}", f"torchvision {_torchvision_version()}"]
+    keys = [hashlib.sha1("\n".join([*settings, *map(str, paths)]).encode()).hexdigest() for paths in lists]
     if kind == "memory":
         new = {key: len(paths) for key, paths in zip(keys, lists, strict=True) if len(paths) and key not in _MEMORY}
         _check_memory(sum(new.values()) * _pixels(shape))
@@ -163,6 +166,12 @@ def image_caches(
         _reserve(file, count * (_DIGEST + _pixels(shape)))
     return [DiskCache(folder / f"{key}.u8", len(paths), shape) if len(paths) else None
             for key, paths in zip(keys, lists, strict=True)]  # fmt: skip
+
+
+def _torchvision_version() -> str:
+    import torchvision
+
+    return str(torchvision.__version__)
 
 
 def _identity(path: str, stat: os.stat_result) -> bytes:
