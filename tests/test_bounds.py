@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -114,3 +115,38 @@ def test_an_image_over_the_pixel_limit_is_refused_from_its_header(tmp_path: Path
     small = tmp_path / "small.png"
     Image.new("RGB", (8, 6)).save(small)
     assert tuple(load_image(str(small)).shape) == (3, 6, 8)
+
+
+@pytest.mark.parametrize(
+    ("suffix", "mode", "options"),
+    [
+        (".jpg", "RGB", {"quality": 90}),
+        (".jpg", "RGB", {"progressive": True, "optimize": True}),
+        (".jpg", "L", {}),
+        (".jpg", "CMYK", {}),
+        (".jpg", "RGB", {"exif": b"Exif\x00\x00" + b"\x00" * 60_000}),  # a large APP1 segment before the frame
+        (".png", "RGB", {}),
+        (".png", "P", {}),
+        (".png", "I;16", {}),
+        (".webp", "RGB", {}),
+        (".gif", "P", {}),
+    ],
+    ids=["jpeg", "progressive", "gray-jpeg", "cmyk-jpeg", "jpeg-exif", "png", "palette-png", "16-bit-png", "webp", "gif"],
+)
+@pytest.mark.filterwarnings("ignore:The image decoding and encoding:DeprecationWarning")
+def test_the_header_size_is_pillows(tmp_path: Path, suffix: str, mode: str, options: dict[str, Any]) -> None:
+    """The size the pixel limit is checked against, parsed from PNG and JPEG
+    bytes (else None: Pillow reads it), is the image's size as Pillow reads it."""
+    from PIL import Image
+
+    from torchyard_builtins.datasets.image_files import _header_pixels, load_image
+
+    path = tmp_path / f"image{suffix}"
+    Image.new(mode, (37, 23)).save(path, **options)
+    data = path.read_bytes()
+    expected = (37, 23) if suffix in (".jpg", ".png") else None
+    assert _header_pixels(data) == expected
+    if suffix == ".jpg":
+        assert _header_pixels(data[:40]) in (expected, None)  # cut short: never a wrong size
+    assert tuple(load_image(str(path)).shape) == (3, 23, 37)
+    assert _header_pixels(b"") is None and _header_pixels(b"\xff\xd8\xff") is None

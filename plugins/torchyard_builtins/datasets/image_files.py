@@ -76,37 +76,77 @@ def load_image(path: str, color: Color = "rgb") -> torch.Tensor:
     """Decode ``path`` to a ``uint8`` tensor ``(3, H, W)`` (``(1, H, W)`` for gray).
 
     Grayscale, palette and RGBA images are converted; 16-bit images are
-    scaled to 8 bits.
+    scaled to 8 bits. The file is read once: its header's size is checked
+    from the bytes, which are then decoded.
 
     :raises BadImageError: the file is missing, unreadable or not an image.
     """
     mode = ImageReadMode.RGB if color == "rgb" else ImageReadMode.GRAY
-    _check_pixels(path)
     try:
-        image = decode_image(path, mode=mode)
-    except (RuntimeError, ValueError) as e:
+        with open(path, "rb") as f:
+            data = bytearray(f.read())
+    except OSError as e:
         if not os.path.isfile(path):
             raise BadImageError(f"image file not found: {path}") from None
+        raise BadImageError(f"cannot read image {path}: {e.strerror or e}") from None
+    _check_pixels(path, data)
+    try:
+        if not data:
+            raise ValueError("the file is empty")
+        image = decode_image(torch.frombuffer(data, dtype=torch.uint8), mode=mode)
+    except (RuntimeError, ValueError) as e:
         image = _decode_with_pillow(path, color, e)
     if image.dtype != torch.uint8:  # 16-bit PNG
         image = (image.to(torch.int32) >> 8).to(torch.uint8)
     return image
 
 
-def _check_pixels(path: str) -> None:
-    """Refuse an image over :data:`MAX_PIXELS` from its header (Pillow reads
-    only the header on open); a file Pillow cannot identify is left to the decoder."""
-    from PIL import Image
+_PNG = b"\x89PNG\r\n\x1a\n"
+# JPEG start-of-frame markers (they hold the size): C0-CF less DHT (C4), JPG (C8) and DAC (CC)
+_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as im:
-                width, height = im.size
-    except Image.DecompressionBombError:
-        width, height = _header_size(path)
-    except Exception:  # noqa: BLE001 - not Pillow's format, missing, ...: the decoder says
-        return
+
+def _header_pixels(data: bytes | bytearray) -> tuple[int, int] | None:
+    """Width and height from a PNG's or a JPEG's header bytes; ``None`` for
+    other formats or a header this does not follow (Pillow is asked then)."""
+    if data[:8] == _PNG and data[12:16] == b"IHDR":
+        return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    if data[:2] != b"\xff\xd8":
+        return None
+    i = 2
+    while i + 9 <= len(data):
+        if data[i] != 0xFF:
+            return None
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+        elif marker in _SOF:
+            return int.from_bytes(data[i + 7 : i + 9], "big"), int.from_bytes(data[i + 5 : i + 7], "big")
+        elif marker == 0x01 or 0xD0 <= marker <= 0xD7:  # no length
+            i += 2
+        else:
+            i += 2 + int.from_bytes(data[i + 2 : i + 4], "big")
+    return None
+
+
+def _check_pixels(path: str, data: bytes | bytearray) -> None:
+    """Refuse an image over :data:`MAX_PIXELS` from its header (parsed here
+    for PNG and JPEG, else by Pillow, which reads only the header on open); a
+    file Pillow cannot identify is left to the decoder."""
+    size = _header_pixels(data)
+    if size is None:
+        from PIL import Image
+
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                with Image.open(path) as im:
+                    size = im.size
+        except Image.DecompressionBombError:
+            size = _header_size(path)
+        except Exception:  # noqa: BLE001 - not Pillow's format, missing, ...: the decoder says
+            return
+    width, height = size
     if width * height > MAX_PIXELS:
         raise BadImageError(
             f"image {path} is {width}x{height} pixels, more than the limit of {MAX_PIXELS:,} "
