@@ -51,7 +51,7 @@ loader with the cache >= 2x uncached from epoch 2 on.
 
 Run it by hand (it is not a test)::
 
-    .venv/bin/python benchmarks/image_training.py       # ~3-5 minutes on 2 CPU cores
+    .venv/bin/python benchmarks/image_training.py       # ~3-5 minutes on 2 CPU cores, about 1 more with Lightning
     .venv/bin/python benchmarks/image_training.py --image-size 224 --steps 30 --json
     .venv/bin/python benchmarks/image_training.py --image-size 224 --timm-train /tmp/timm-repo
 """
