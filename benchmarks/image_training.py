@@ -225,7 +225,7 @@ def run_torchyard(opts: dict[str, Any], clock: StepClock, cache: str) -> None:
 
 
 def run_lightning(opts: dict[str, Any], clock: StepClock, device: torch.device) -> None:
-    import lightning  # type: ignore[import-not-found]
+    import lightning  # type: ignore[import-not-found,unused-ignore]
     from torch.utils.data import DataLoader
     from torchvision import datasets, transforms
 
