@@ -36,6 +36,7 @@ against its disk's free space.
 from __future__ import annotations
 
 import hashlib
+import mmap
 import os
 import shutil
 from collections.abc import Callable, Sequence
@@ -91,25 +92,30 @@ class DiskCache:
         self.file = file
         self.count = count
         self.shape = shape
-        self._rows: np.memmap | None = None  # mapped in each process on first use
+        self._rows: np.ndarray | None = None  # mapped in each process on first use
 
     def __getstate__(self) -> dict[str, object]:
         return {**self.__dict__, "_rows": None}  # a spawned worker maps the file itself
+
+    def _map(self) -> np.ndarray:
+        with open(self.file, "r+b") as f:
+            mapped = mmap.mmap(f.fileno(), 0)  # MAP_SHARED: every process's writes land in one file
+        return np.frombuffer(mapped, dtype=np.uint8).reshape(self.count, _DIGEST + _pixels(self.shape))
 
     def get(self, index: int, path: str, decode: Decode) -> torch.Tensor:
         try:
             stat = os.stat(path)
         except OSError:
             return decode(path)  # a missing file: the decoder's error names it
-        identity = np.frombuffer(_identity(os.path.abspath(path), stat), dtype=np.uint8)
+        identity = _identity(os.path.abspath(path), stat)
         if self._rows is None:
-            self._rows = np.memmap(self.file, dtype=np.uint8, mode="r+", shape=(self.count, _DIGEST + _pixels(self.shape)))
+            self._rows = self._map()
         row = self._rows[index]
-        if np.array_equal(row[:_DIGEST], identity):
+        if row[:_DIGEST].tobytes() == identity:
             return torch.from_numpy(row[_DIGEST:].reshape(self.shape).copy())
         image = decode(path)
         row[_DIGEST:] = image.contiguous().numpy().reshape(-1)
-        row[:_DIGEST] = identity  # after the pixels: a reader never takes a half-written row
+        row[:_DIGEST] = np.frombuffer(identity, dtype=np.uint8)  # after the pixels: no half-written row is read
         return image
 
 
