@@ -51,6 +51,15 @@ def read_csv(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
+def torchrun(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``torchrun --nproc_per_node=2 --standalone -m torchyard ARGS`` in ``cwd``, one thread per process."""
+    return subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone", "-m", "torchyard",
+         *args],
+        cwd=cwd, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -204,11 +213,7 @@ def test_kfold_under_torchrun_writes_every_out_of_fold_prediction_once(tmp_path:
         "metrics": [{"name": "accuracy"}],
     }
     (tmp_path / "kfold.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    done = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone",
-         "-m", "torchyard", "run", "kfold.yaml", "--out", "kfold"],
-        cwd=tmp_path, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=600,
-    )
+    done = torchrun(tmp_path, "run", "kfold.yaml", "--out", "kfold")
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.count("out-of-fold val/accuracy:") == 1
     run = tmp_path / "kfold"
@@ -284,11 +289,7 @@ def test_torchrun_processes_and_their_workers_share_the_image_caches(
         config["loader"] = {"batch_size": 16, "num_workers": 1}
         config["trainer"].update(max_epochs=2, device="cpu", num_threads=1)
         (tmp_path / f"{cache}.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-        done = subprocess.run(
-            [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone",
-             "-m", "torchyard", "run", f"{cache}.yaml", "--out", cache],
-            cwd=tmp_path, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=600,
-        )  # fmt: skip
+        done = torchrun(tmp_path, "run", f"{cache}.yaml", "--out", cache)
         assert done.returncode == 0, done.stderr[-3000:]
         metrics[cache] = [{k: v for k, v in row.items() if k.startswith(("train/", "val/"))}
                           for row in read_csv(tmp_path / cache / "metrics.csv")]  # fmt: skip
@@ -313,11 +314,7 @@ def test_a_compiled_channels_last_model_trains_under_torchrun(tmp_path: Path) ->
         config = CONFIG | {"metrics": [{"name": "accuracy"}],
                            "trainer": {**CONFIG["trainer"], "max_epochs": 1, **speed}}  # fmt: skip
         (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-        done = subprocess.run(
-            [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone",
-             "-m", "torchyard", "run", f"{name}.yaml", "--out", name],
-            cwd=tmp_path, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=600,
-        )  # fmt: skip
+        done = torchrun(tmp_path, "run", f"{name}.yaml", "--out", name)
         assert done.returncode == 0, done.stderr[-3000:]
         assert "2 processes" in done.stdout
         [rows[name]] = read_csv(tmp_path / name / "metrics.csv")
