@@ -139,7 +139,9 @@ def _model(name: str, classes: int, channels_last: bool = False) -> torch.nn.Mod
     return model.to(memory_format=torch.channels_last) if channels_last else model
 
 
-def run_hand_written(opts: dict[str, Any], clock: StepClock, device: torch.device) -> None:
+def _image_folder_loader(opts: dict[str, Any], device: torch.device) -> tuple[Any, Any]:
+    """The hand-written loop's and Lightning's data: torchvision's ``ImageFolder``
+    (PIL decode, ``Resize``, ``ToTensor``, ``Normalize``) in a plain ``DataLoader``."""
     from torch.utils.data import DataLoader
     from torchvision import datasets, transforms
 
@@ -149,6 +151,11 @@ def run_hand_written(opts: dict[str, Any], clock: StepClock, device: torch.devic
     data = datasets.ImageFolder(opts["root"], transform=tf)
     loader = DataLoader(data, batch_size=opts["batch_size"], shuffle=True, num_workers=opts["workers"],
                         pin_memory=device.type == "cuda", drop_last=True)  # fmt: skip
+    return data, loader
+
+
+def run_hand_written(opts: dict[str, Any], clock: StepClock, device: torch.device) -> None:
+    data, loader = _image_folder_loader(opts, device)
     model = _model(opts["model"], len(data.classes)).to(device)
     clock.attach(model)
     optimizer = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)
@@ -226,15 +233,8 @@ def run_torchyard(opts: dict[str, Any], clock: StepClock, cache: str) -> None:
 
 def run_lightning(opts: dict[str, Any], clock: StepClock, device: torch.device) -> None:
     import lightning  # type: ignore[import-not-found,unused-ignore]
-    from torch.utils.data import DataLoader
-    from torchvision import datasets, transforms
 
-    size = opts["image_size"]
-    tf = transforms.Compose([transforms.Resize((size, size)), transforms.ToTensor(),
-                             transforms.Normalize(MEAN, STD)])  # fmt: skip
-    data = datasets.ImageFolder(opts["root"], transform=tf)
-    loader = DataLoader(data, batch_size=opts["batch_size"], shuffle=True, num_workers=opts["workers"],
-                        pin_memory=device.type == "cuda", drop_last=True)  # fmt: skip
+    data, loader = _image_folder_loader(opts, device)
     model = _model(opts["model"], len(data.classes))
     clock.attach(model)
 
