@@ -267,11 +267,11 @@ def test_the_image_datasets_pass_the_conformance_kit(mask_data: Path, builtin_ho
 
 def test_group_split_keeps_people_apart(mask_data: Path, builtin_host: PluginHost, tmp_path: Path) -> None:
     run = build_run(validate_config(mask_config(mask_data), builtin_host.registry), builtin_host, tmp_path)
-    assert run.extras["groups_overlap"] == 0 and run.extras["split_warnings"] == []
+    assert run.extras["groups_overlap"] == 0 and run.extras["warnings"] == []
     assert run.data.num_classes == 18 and run.data.input_shape == (3, 16, 16)
     leaky = validate_config(mask_config(mask_data, group=False), builtin_host.registry)
     run = build_run(leaky, builtin_host, tmp_path)
-    assert any("leaking split" in w for w in run.extras["split_warnings"])
+    assert any("leaking split" in w for w in run.extras["warnings"])
     assert run.extras["groups_overlap"] > 0
 
 

@@ -192,7 +192,7 @@ def _train_single(job: _Job, resume: str | None, allow_changes: bool) -> RunResu
     run = build_run(config, job.host, out_dir, device=job.device)
     if payload is not None:
         _check_resumable(run, payload)  # a changed model (--allow-changes) fails here, not mid-write
-    _warn_split(reporter, run.extras)
+    _warn_build(reporter, run.extras)
     # the run starts: only now is its directory created (or taken), locked and written
     how: Claim = "unique" if job.out is None and payload is None else "exclusive"
     if payload is not None and source is None:
@@ -225,7 +225,7 @@ def _train_folds(job: _Job) -> RunResult:
         return build_run(config, job.host, out_dir / f"fold_{k}", fold=k, device=job.device)
 
     first = build_fold(0)  # built (and checked) before anything is written, and trained as is
-    _warn_split(reporter, first.extras)
+    _warn_build(reporter, first.extras)
     out_dir = job.claim(out_dir, "unique" if job.out is None else "exclusive", _writer_file(first))
     first.out_dir = out_dir / "fold_0"
     if distributed.is_main():
@@ -359,8 +359,8 @@ def _writer_file(run: Any) -> tuple[str, ...]:
     return (filename,) if isinstance(filename, str) and filename else ()
 
 
-def _warn_split(reporter: Reporter, extras: Mapping[str, Any]) -> None:
-    for warning in extras.get("split_warnings", ()):
+def _warn_build(reporter: Reporter, extras: Mapping[str, Any]) -> None:
+    for warning in extras.get("warnings", ()):
         reporter.warn(warning)
 
 

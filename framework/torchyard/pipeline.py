@@ -121,7 +121,7 @@ def finish_run(
     summary["class_names"] = list(run.data.class_names) if run.data.class_names else None
     summary["report"] = _report(run, validation, rows, reporter, report_title)
     # warnings printed before training (a leaking split) are easy to lose: again, and kept
-    summary["warnings"] = list(run.extras.get("split_warnings", ()))
+    summary["warnings"] = list(run.extras.get("warnings", ()))
     for warning in summary["warnings"]:
         reporter.warn(warning)
     if distributed.is_main():

@@ -308,7 +308,7 @@ def build_run(
             )
         extras["sample_weights"] = weights
 
-    warned = extras["split_warnings"] = list(extras.get("split_warnings", ()))
+    warned = extras["warnings"] = list(extras.get("warnings", ()))
     resolved: dict[str, dict[str, Any]] = {"loader": _resolve_loader(cfg, data, device, warned)}
     model = build_component(
         cfg.model, context=context, injected=resolved.setdefault("model", {}), where="model"
@@ -454,7 +454,7 @@ def _split(
     assert how is not None  # the caller checked
     n = length(data.train)
     labels = task.stratify(data.train_targets) if data.train_targets is not None else None
-    pairs, warnings = make_splits(how, labels, data.groups, n, quiet=not task.stratifies)
+    pairs, split_warnings = make_splits(how, labels, data.groups, n, quiet=not task.stratifies)
     if not 0 <= fold < len(pairs):
         raise ConfigError(f"split: fold {fold} is out of range ({len(pairs)} folds)")
     train_idx, val_idx = pairs[fold]
@@ -479,7 +479,7 @@ def _split(
         "val_indices": val_idx,
         "val_targets": [targets[i] for i in val_idx] if targets is not None else None,
         "val_groups": [groups[i] for i in val_idx] if groups is not None else None,
-        "split_warnings": warnings,
+        "warnings": split_warnings,
     }
     if groups is not None:
         extras["groups_overlap"] = len({groups[i] for i in train_idx} & {groups[i] for i in val_idx})
