@@ -156,11 +156,12 @@ def image_caches(
     if "~" in folder.parts:  # ~/x in a config, made relative to the config's folder: the home's x
         folder = Path("~", *folder.parts[folder.parts.index("~") + 1 :])
     folder = folder.expanduser() / f"{_VERSION}-{shape[1]}x{shape[2]}-{color}"
+    row = _DIGEST + _pixels(shape)  # bytes per image: its identity, its pixels
     files = {folder / f"{key}.u8": len(paths) for key, paths in zip(keys, lists, strict=True) if len(paths)}
     try:
         folder.mkdir(parents=True, exist_ok=True)
         free = shutil.disk_usage(folder).free
-        missing = sum(count * (_DIGEST + _pixels(shape)) - _allocated(file) for file, count in files.items())
+        missing = sum(count * row - _allocated(file) for file, count in files.items())
     except OSError as e:
         raise DataError(f"cache: cannot use the cache folder {folder}: {e.strerror or e}") from None
     if missing > free:
@@ -169,7 +170,7 @@ def image_caches(
             f"{_size(free)} free; set cache_dir to a larger disk, lower image_size, or use cache: none"
         )
     for file, count in files.items():
-        _reserve(file, count * (_DIGEST + _pixels(shape)))
+        _reserve(file, count * row)
     return [DiskCache(folder / f"{key}.u8", len(paths), shape) if len(paths) else None
             for key, paths in zip(keys, lists, strict=True)]  # fmt: skip
 
